@@ -1,1 +1,245 @@
 //! Helpers for tests against the local Kubernetes control plane.
+//!
+//! `e2e/cluster/up.sh` starts the control plane and prints the path of an
+//! admin kubeconfig; tests read that path from [`KUBECONFIG_ENV`]. Each test
+//! runs inside [`with_temp_namespace`], which creates a labelled namespace,
+//! prints what happened in it when the test fails, and deletes it afterwards.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::FutureExt as _;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Api, Client, Config, Resource, ResourceExt as _};
+use serde_json::Value;
+
+/// The environment variable holding the admin kubeconfig's path.
+pub const KUBECONFIG_ENV: &str = "COMMLAB_KUBECONFIG";
+/// The label every test namespace carries, so leftovers are easy to find.
+pub const TEST_NAMESPACE_LABEL: &str = "commlab.dev/test";
+/// A pod with this label set to `"true"` keeps running under kwok even when a
+/// Job owns it (kwok otherwise completes Job pods after about two seconds).
+pub const KEEP_RUNNING_LABEL: &str = "commlab.dev/kwok-keep-running";
+
+/// How long a new namespace may take to get its `default` ServiceAccount.
+const NAMESPACE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The admin kubeconfig path from [`KUBECONFIG_ENV`]; an error telling how to
+/// start the cluster when it is unset or missing.
+pub fn kubeconfig_path() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os(KUBECONFIG_ENV).ok_or_else(|| {
+        anyhow!(
+            "{KUBECONFIG_ENV} is not set. Start the e2e control plane with \
+             `e2e/cluster/up.sh` and export {KUBECONFIG_ENV}=<the path it prints>, e.g.\n  \
+             export {KUBECONFIG_ENV}=$(e2e/cluster/up.sh)"
+        )
+    })?;
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        bail!(
+            "{KUBECONFIG_ENV}={} does not exist; is the cluster up? Run `e2e/cluster/up.sh`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A client for the e2e control plane, as its admin.
+pub async fn client() -> anyhow::Result<Client> {
+    let path = kubeconfig_path()?;
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    Client::try_from(config).context("building a Kubernetes client")
+}
+
+/// Runs `test` with a client and the name of a fresh namespace labelled
+/// `commlab.dev/test=true`. When the test fails (error or panic) the
+/// namespace's events and pods are printed; the namespace is deleted in every
+/// case (without waiting for it to be gone), then the failure is returned or
+/// the panic resumed.
+pub async fn with_temp_namespace<T, F, Fut>(test: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let client = client().await?;
+    let namespace = create_test_namespace(&client).await?;
+
+    let outcome = AssertUnwindSafe(test(client.clone(), namespace.clone()))
+        .catch_unwind()
+        .await;
+    if !matches!(outcome, Ok(Ok(_))) {
+        if let Ok(Err(error)) = &outcome {
+            eprintln!("test in namespace {namespace} failed: {error:#}");
+        }
+        dump_namespace(&client, &namespace).await;
+    }
+    let namespaces: Api<Namespace> = Api::all(client);
+    if let Err(error) = namespaces.delete(&namespace, &DeleteParams::background()).await {
+        eprintln!("warning: could not delete test namespace {namespace}: {error}");
+    }
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Creates a `commlab-e2e-*` namespace and waits until pods can be created in
+/// it (its `default` ServiceAccount exists).
+async fn create_test_namespace(client: &Client) -> anyhow::Result<String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some("commlab-e2e-".into()),
+            labels: Some([(TEST_NAMESPACE_LABEL.to_string(), "true".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let created = namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .context("creating the test namespace")?;
+    let name = created.name_any();
+    let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    wait_for(
+        &service_accounts,
+        "default",
+        NAMESPACE_READY_TIMEOUT,
+        "the namespace's default ServiceAccount",
+        kube::runtime::wait::conditions::is_created(),
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Waits up to `timeout` for the object `name` to satisfy `condition`.
+/// On timeout the error names `what` and shows the object as last seen.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    condition: impl Condition<K>,
+) -> anyhow::Result<K>
+where
+    K: Clone + Debug + Send + serde::de::DeserializeOwned + serde::Serialize + Resource + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
+        Ok(Ok(Some(object))) => Ok(object),
+        Ok(Ok(None)) => Ok(api.get(name).await.with_context(|| format!("{what}: {name} vanished"))?),
+        Ok(Err(error)) => Err(anyhow!(error).context(format!("watching {name} for {what}"))),
+        Err(_) => {
+            let seen = match api.get_opt(name).await {
+                Ok(Some(object)) => serde_json::to_string_pretty(&object).unwrap_or_default(),
+                Ok(None) => "(it does not exist)".to_string(),
+                Err(error) => format!("(could not read it: {error})"),
+            };
+            bail!("timed out after {timeout:?} waiting for {what} on {name}; last seen:\n{seen}")
+        }
+    }
+}
+
+/// Waits up to `timeout` until the object `name` no longer exists.
+pub async fn wait_until_deleted<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::Result<()>
+where
+    K: Clone + Debug + Send + serde::de::DeserializeOwned + serde::Serialize + Resource + 'static,
+{
+    let gone = |object: Option<&K>| object.is_none();
+    wait_for(api, name, timeout, "deletion", gone).await.map(drop).or_else(|error| {
+        // await_condition yields None once the object is gone, and wait_for's
+        // final `get` then fails with NotFound: that is success here.
+        if is_not_found(&error) { Ok(()) } else { Err(error) }
+    })
+}
+
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<kube::Error>(),
+            Some(kube::Error::Api(status)) if status.code == 404
+        )
+    })
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most `timeout`.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// True when the object carries a condition `type_` with status `"True"`.
+/// Works on any object through its JSON form (`status.conditions`).
+pub fn has_condition<K: serde::Serialize>(object: &K, type_: &str) -> bool {
+    let Ok(value) = serde_json::to_value(object) else {
+        return false;
+    };
+    value["status"]["conditions"].as_array().is_some_and(|conditions| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
+}
+
+/// Prints the namespace's events (oldest first) and pods to stderr.
+pub async fn dump_namespace(client: &Client, namespace: &str) {
+    eprintln!("---- events in namespace {namespace} ----");
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    match events.list(&ListParams::default()).await {
+        Ok(list) => {
+            let mut items = list.items;
+            items.sort_by_key(|event| event.metadata.creation_timestamp.clone());
+            for event in items {
+                eprintln!(
+                    "{} {}/{} {}: {}",
+                    event.type_.as_deref().unwrap_or("-"),
+                    event.involved_object.kind.as_deref().unwrap_or("-"),
+                    event.involved_object.name.as_deref().unwrap_or("-"),
+                    event.reason.as_deref().unwrap_or("-"),
+                    event.message.as_deref().unwrap_or("").trim(),
+                );
+            }
+        }
+        Err(error) => eprintln!("(could not list events: {error})"),
+    }
+    eprintln!("---- pods in namespace {namespace} ----");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match pods.list(&ListParams::default()).await {
+        Ok(list) => {
+            for pod in list.items {
+                let status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
+                eprintln!(
+                    "{} node={} phase={} podIP={} conditions={}",
+                    pod.name_any(),
+                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("-"),
+                    status["phase"].as_str().unwrap_or("-"),
+                    status["podIP"].as_str().unwrap_or("-"),
+                    status["conditions"],
+                );
+            }
+        }
+        Err(error) => eprintln!("(could not list pods: {error})"),
+    }
+}

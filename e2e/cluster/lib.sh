@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Shared definitions for e2e/cluster/*.sh: versions and paths, defined once.
+# Source it; do not execute it.
+
+# shellcheck disable=SC2034 # variables are used by the scripts that source this file
+COMMLAB_CACHE="${COMMLAB_CACHE:-$HOME/.cache/commlab}"
+COMMLAB_CLUSTER_DIR="${COMMLAB_CLUSTER_DIR:-$COMMLAB_CACHE/cluster}"
+CLUSTER_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# shellcheck disable=SC2034
+ETCD_VERSION="v3.6.8"
+# shellcheck disable=SC2034
+KUBE_VERSION="v1.34.4"
+# Staging modules (k8s.io/api, client-go, ...) are tagged v0.<minor>.<patch>.
+# shellcheck disable=SC2034
+KUBE_STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
+# shellcheck disable=SC2034
+KWOK_VERSION="v0.8.0"
+# shellcheck disable=SC2034
+HELM_VERSION="v3.22.0"
+
+BIN_ROOT="$COMMLAB_CACHE/bin"
+SRC_ROOT="$COMMLAB_CACHE/src"
+
+# component_version NAME: the version a component is built at.
+component_version() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBE_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "unknown component: $1" >&2; return 1 ;;
+  esac
+}
+
+# component_dir NAME: the cache directory holding one component's binary.
+component_dir() {
+  echo "$BIN_ROOT/$1-$(component_version "$1")"
+}
+
+# component_bin NAME: the full path of one component's binary.
+component_bin() {
+  echo "$(component_dir "$1")/$1"
+}
+
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+
+log() {
+  printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- state of a running cluster (written by up.sh, read by down.sh) ---
+# shellcheck disable=SC2034
+KUBECONFIG_PATH="$COMMLAB_CLUSTER_DIR/admin.kubeconfig"
+PID_DIR="$COMMLAB_CLUSTER_DIR/pids"
+# shellcheck disable=SC2034
+PORTS_FILE="$COMMLAB_CLUSTER_DIR/ports.env"
+# shellcheck disable=SC2034
+LOG_DIR="$COMMLAB_CLUSTER_DIR/logs"
+# Processes up.sh starts, in start order (down.sh stops them in reverse).
+# shellcheck disable=SC2034
+PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+# recorded_pid NAME: the pid up.sh recorded for NAME if that pid is still the
+# binary up.sh started (same executable path); nothing otherwise.
+recorded_pid() {
+  local file="$PID_DIR/$1.pid" pid exe actual
+  [[ -f "$file" ]] || return 0
+  read -r pid exe <"$file" || return 0
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  actual="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  # A running binary that was replaced on disk reads as "<path> (deleted)".
+  if [[ "$actual" == "$exe" || "$actual" == "$exe (deleted)" ]]; then
+    echo "$pid"
+  fi
+}
+
+# wait_until SECONDS WHAT CMD...: run CMD every 0.2 s until it succeeds;
+# fail after SECONDS, or at once when CMD exits with 3 (it can never succeed).
+wait_until() {
+  local timeout="$1" what="$2" deadline rc
+  shift 2
+  deadline=$(($(date +%s) + timeout))
+  while :; do
+    rc=0
+    "$@" >/dev/null 2>&1 || rc=$?
+    ((rc != 0)) || return 0
+    if ((rc == 3)); then
+      log "gave up waiting for $what"
+      return 1
+    fi
+    if (($(date +%s) >= deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}

@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Starts a real Kubernetes control plane on loopback, without containers:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and kwok
+# playing the kubelet for fake nodes. Idempotent: when the cluster is already
+# up and healthy it only prints the kubeconfig path.
+#
+# The admin kubeconfig's path is the last line of stdout; logs go to stderr.
+# Binaries come from build.sh; state, logs and pids live in
+# ${COMMLAB_CLUSTER_DIR:-$HOME/.cache/commlab/cluster}.
+set -euo pipefail
+
+# shellcheck source=e2e/cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# How many fake nodes to register; each fits 200 pods, 32 CPUs, 128 GiB.
+FAKE_NODES="${COMMLAB_FAKE_NODES:-2}"
+START_TIMEOUT="${COMMLAB_START_TIMEOUT:-60}"
+SERVICE_CIDR="10.96.0.0/16"
+SERVICE_IP="10.96.0.1"
+POD_CIDR="10.244.0.0/16"
+
+for c in "${PROCESSES[@]}" kubectl; do
+  [[ -x "$(component_bin "$c")" ]] || die "$(component_bin "$c") is missing; run e2e/cluster/build.sh first"
+done
+command -v openssl >/dev/null || die "openssl is required"
+command -v curl >/dev/null || die "curl is required"
+command -v python3 >/dev/null || die "python3 is required (to pick free ports)"
+
+PKI="$COMMLAB_CLUSTER_DIR/pki"
+
+kubectl_admin() {
+  "$(component_bin kubectl)" --kubeconfig "$KUBECONFIG_PATH" "$@"
+}
+
+apiserver_ready() {
+  [[ -f "$PORTS_FILE" ]] || return 1
+  local APISERVER_PORT
+  APISERVER_PORT="$(sed -n 's/^APISERVER_PORT=//p' "$PORTS_FILE")"
+  curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
+}
+
+cluster_healthy() {
+  local p
+  for p in "${PROCESSES[@]}"; do
+    [[ -n "$(recorded_pid "$p")" ]] || return 1
+  done
+  [[ -f "$KUBECONFIG_PATH" ]] && apiserver_ready
+}
+
+if cluster_healthy; then
+  log "cluster already up ($COMMLAB_CLUSTER_DIR)"
+  echo "$KUBECONFIG_PATH"
+  exit 0
+fi
+if [[ -d "$COMMLAB_CLUSTER_DIR" ]]; then
+  log "found a stale or partial cluster in $COMMLAB_CLUSTER_DIR; tearing it down first"
+  "$CLUSTER_SCRIPT_DIR/down.sh" >&2
+fi
+
+start_ns=$(date +%s%N)
+elapsed() { echo "$((($(date +%s%N) - start_ns) / 1000000))ms"; }
+
+mkdir -p "$COMMLAB_CLUSTER_DIR" "$PID_DIR" "$LOG_DIR" "$PKI"
+chmod 700 "$COMMLAB_CLUSTER_DIR"
+
+# fd 3 is stderr, kept for messages from inside wait_until's quiet checks.
+exec 3>&2
+
+# On failure, show where to look and stop what was started.
+on_exit() {
+  local rc=$?
+  ((rc != 0)) || return 0
+  log "up.sh failed (exit $rc); last lines of the component logs:"
+  local f
+  for f in "$LOG_DIR"/*.log; do
+    [[ -f "$f" ]] || continue
+    printf '==> %s <==\n' "$f" >&2
+    tail -n 15 "$f" >&2
+  done
+  if [[ -z "${COMMLAB_KEEP_FAILED:-}" ]]; then
+    log "stopping what was started (set COMMLAB_KEEP_FAILED=1 to keep it for debugging)"
+    "$CLUSTER_SCRIPT_DIR/down.sh" >&2 || true
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+
+# --- ports: ask the kernel for free loopback ports, all distinct ---
+read -r ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT CONTROLLER_MANAGER_PORT SCHEDULER_PORT KWOK_PORT < <(
+  python3 - <<'PY'
+import socket
+socks = []
+for _ in range(6):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+)
+cat >"$PORTS_FILE" <<EOF
+ETCD_CLIENT_PORT=$ETCD_CLIENT_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+APISERVER_PORT=$APISERVER_PORT
+CONTROLLER_MANAGER_PORT=$CONTROLLER_MANAGER_PORT
+SCHEDULER_PORT=$SCHEDULER_PORT
+KWOK_PORT=$KWOK_PORT
+EOF
+log "ports: etcd $ETCD_CLIENT_PORT (peer $ETCD_PEER_PORT), kube-apiserver $APISERVER_PORT, kube-controller-manager $CONTROLLER_MANAGER_PORT, kube-scheduler $SCHEDULER_PORT, kwok $KWOK_PORT"
+APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+
+# --- PKI: a cluster CA, the apiserver serving cert, client certs, SA keys ---
+# sign NAME SUBJECT EXTENSIONS: a key and a CA-signed certificate in $PKI.
+sign() {
+  local name="$1" subject="$2" ext="$3"
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/$name.key" 2>/dev/null
+  openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile <(printf '%s\n' "$ext") -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr"
+}
+client_ext="basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 365 -sha256 \
+  -subj "/CN=commlab-e2e-ca" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+sign apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+sign admin "/O=system:masters/CN=commlab-admin" "$client_ext"
+sign kube-controller-manager "/CN=system:kube-controller-manager" "$client_ext"
+sign kube-scheduler "/CN=system:kube-scheduler" "$client_ext"
+# kwok plays the kubelet of every fake node; the Node authorizer only admits a
+# kubelet to its own node, so kwok gets cluster-admin instead.
+sign kwok "/O=system:masters/CN=kwok" "$client_ext"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
+openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+chmod 600 "$PKI"/*.key
+log "pki ready ($(elapsed))"
+
+# write_kubeconfig FILE USER: a kubeconfig with the CA and USER's cert embedded.
+write_kubeconfig() {
+  local file="$1" user="$2"
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: commlab-e2e
+  cluster:
+    server: $APISERVER_URL
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$PKI/$user.key")
+contexts:
+- name: commlab-e2e
+  context:
+    cluster: commlab-e2e
+    user: $user
+current-context: commlab-e2e
+EOF
+  chmod 600 "$file"
+}
+write_kubeconfig "$KUBECONFIG_PATH" admin
+for user in kube-controller-manager kube-scheduler kwok; do
+  write_kubeconfig "$COMMLAB_CLUSTER_DIR/$user.kubeconfig" "$user"
+done
+
+# start NAME ARGS...: start a component in its own session, logging to
+# $LOG_DIR/NAME.log, and record "pid executable" in $PID_DIR/NAME.pid.
+start() {
+  local name="$1" bin
+  shift
+  bin="$(component_bin "$name")"
+  setsid "$bin" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo "$! $bin" >"$PID_DIR/$name.pid"
+}
+
+# healthy NAME URL [CURL ARGS...]: the process is alive and URL answers 2xx;
+# exits 3 when the process is gone (see wait_until).
+healthy() {
+  local name="$1" url="$2"
+  shift 2
+  if [[ -z "$(recorded_pid "$name")" ]]; then
+    log "$name exited; see $LOG_DIR/$name.log" 2>&3
+    return 3
+  fi
+  curl -sf --max-time 2 "$@" "$url"
+}
+
+# --- etcd ---
+start etcd \
+  --name=commlab \
+  --data-dir="$COMMLAB_CLUSTER_DIR/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="commlab=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync \
+  --log-level=warn
+wait_until "$START_TIMEOUT" "etcd /health" healthy etcd "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+log "etcd ready ($(elapsed))"
+
+# --- kube-apiserver ---
+start kube-apiserver \
+  --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --bind-address=127.0.0.1 \
+  --advertise-address=127.0.0.1 \
+  --secure-port="$APISERVER_PORT" \
+  --tls-cert-file="$PKI/apiserver.crt" \
+  --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --authorization-mode=Node,RBAC \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$PKI/sa.pub" \
+  --service-account-signing-key-file="$PKI/sa.key" \
+  --service-cluster-ip-range="$SERVICE_CIDR" \
+  --allow-privileged=true \
+  --enable-admission-plugins=NodeRestriction \
+  --profiling=false
+apiserver_curl=(--cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
+wait_until "$START_TIMEOUT" "kube-apiserver /readyz" healthy kube-apiserver "$APISERVER_URL/readyz" "${apiserver_curl[@]}"
+log "kube-apiserver ready ($(elapsed))"
+
+# --- kube-controller-manager, kube-scheduler, kwok (started together) ---
+kcm_kubeconfig="$COMMLAB_CLUSTER_DIR/kube-controller-manager.kubeconfig"
+start kube-controller-manager \
+  --kubeconfig="$kcm_kubeconfig" \
+  --authentication-kubeconfig="$kcm_kubeconfig" \
+  --authorization-kubeconfig="$kcm_kubeconfig" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$CONTROLLER_MANAGER_PORT" \
+  --controllers='*' \
+  --use-service-account-credentials=true \
+  --service-account-private-key-file="$PKI/sa.key" \
+  --root-ca-file="$PKI/ca.crt" \
+  --cluster-signing-cert-file="$PKI/ca.crt" \
+  --cluster-signing-key-file="$PKI/ca.key" \
+  --cluster-name=commlab-e2e \
+  --service-cluster-ip-range="$SERVICE_CIDR" \
+  --leader-elect=false \
+  --kube-api-qps=100 \
+  --kube-api-burst=200 \
+  --profiling=false
+
+scheduler_kubeconfig="$COMMLAB_CLUSTER_DIR/kube-scheduler.kubeconfig"
+start kube-scheduler \
+  --kubeconfig="$scheduler_kubeconfig" \
+  --authentication-kubeconfig="$scheduler_kubeconfig" \
+  --authorization-kubeconfig="$scheduler_kubeconfig" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$SCHEDULER_PORT" \
+  --leader-elect=false \
+  --profiling=false
+
+start kwok \
+  --kubeconfig="$COMMLAB_CLUSTER_DIR/kwok.kubeconfig" \
+  --config="$CLUSTER_SCRIPT_DIR/kwok-stages.yaml" \
+  --manage-all-nodes=false \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --cidr="$POD_CIDR" \
+  --server-address="127.0.0.1:$KWOK_PORT"
+
+wait_until "$START_TIMEOUT" "kube-controller-manager /healthz" \
+  healthy kube-controller-manager "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz" -k
+wait_until "$START_TIMEOUT" "kube-scheduler /readyz" \
+  healthy kube-scheduler "https://127.0.0.1:$SCHEDULER_PORT/readyz" -k
+wait_until "$START_TIMEOUT" "kwok /healthz" healthy kwok "http://127.0.0.1:$KWOK_PORT/healthz"
+log "kube-controller-manager, kube-scheduler, kwok ready ($(elapsed))"
+
+# --- fake nodes, managed by kwok ---
+for i in $(seq 0 $((FAKE_NODES - 1))); do
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    node-role.kubernetes.io/agent: ""
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 128Gi, pods: "200", ephemeral-storage: 1Ti}
+  capacity: {cpu: "32", memory: 128Gi, pods: "200", ephemeral-storage: 1Ti}
+EOF
+done | kubectl_admin apply -f - >&2
+wait_until "$START_TIMEOUT" "fake nodes Ready" \
+  kubectl_admin wait --for=condition=Ready node --all --timeout=2s
+# The controller manager is doing its job once the default namespace has its
+# ServiceAccount (pods cannot be created before).
+wait_until "$START_TIMEOUT" "the default ServiceAccount" kubectl_admin get serviceaccount default -n default
+log "$FAKE_NODES fake nodes Ready ($(elapsed))"
+
+trap - EXIT
+log "cluster up in $(elapsed): $("$(component_bin kubectl)" version --kubeconfig "$KUBECONFIG_PATH" 2>/dev/null | tail -1)"
+log "logs in $LOG_DIR; stop with e2e/cluster/down.sh"
+log "use it: export KUBECONFIG=$KUBECONFIG_PATH COMMLAB_KUBECONFIG=$KUBECONFIG_PATH"
+echo "$KUBECONFIG_PATH"

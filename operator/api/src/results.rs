@@ -1,0 +1,143 @@
+//! Measured results. The same types appear in the experiment report
+//! (`commlab.dev/report/v1`) and, summarised, in a CommunicationPattern's
+//! status, so the engine, the CLI and the operator cannot drift apart.
+//! Latencies are in milliseconds, ratios are fractions in `0.0..=1.0`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FaultKind, Target};
+
+/// Latency percentiles in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, JsonSchema)]
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// How long the price orders used had already been superseded, in milliseconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, JsonSchema)]
+pub struct StalenessMs {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// What one measured phase (the baseline, or a capacity step) showed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseMeasurement {
+    /// Checkouts per second the schedule asked for.
+    pub offered_rps: f64,
+    /// Checkouts per second orders answered successfully.
+    pub achieved_rps: f64,
+    /// Successful answers over scheduled checkouts.
+    pub success_ratio: f64,
+    /// How far the load generator's sends fell behind their schedule, at most.
+    pub behind_schedule_ms: f64,
+    /// From each checkout's scheduled send time until orders answered.
+    pub response_ms: LatencyMs,
+    /// From each checkout's scheduled send time until it was priced; equals
+    /// `responseMs` for synchronous patterns.
+    pub completion_ms: LatencyMs,
+    /// Fraction of priced checkouts that used a superseded price.
+    pub stale_ratio: f64,
+    pub staleness_ms: StalenessMs,
+}
+
+/// What happened while one fault of the chaos plan was active.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultMeasurement {
+    pub name: String,
+    pub fault: FaultKind,
+    pub target: Target,
+    /// Checkouts scheduled during the fault that orders answered with 2xx in time.
+    pub availability: f64,
+    /// Of the checkouts accepted during the fault, the fraction that were
+    /// eventually priced (before the run ended).
+    pub completed_ratio: f64,
+    pub response_ms: LatencyMs,
+    pub completion_ms: LatencyMs,
+    /// Seconds from the fault's end until a one-second window is back to
+    /// at least 99 % success with p99 within twice the baseline p99;
+    /// absent when that never happened before the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_s: Option<f64>,
+    pub stale_ratio: f64,
+}
+
+/// Scores on the article's four axes and on consistency, each 0 (worst) to
+/// 100 (best), derived from measurements by the formulas documented in
+/// docs/report.md. An axis that was not measured is absent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct Scores {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalability: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ClaimVerdict {
+    Confirmed,
+    Contradicted,
+    NotMeasured,
+}
+
+/// One of the article's claims, checked against the measurements.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct Claim {
+    /// Stable identifier, e.g. `direct-call-down-with-catalog`.
+    pub id: String,
+    /// The claim in the article's words.
+    pub statement: String,
+    pub verdict: ClaimVerdict,
+    /// The figures the verdict rests on, or why it could not be judged.
+    pub evidence: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+/// The summary of one experiment that a CommunicationPattern's status carries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentResults {
+    pub baseline: PhaseMeasurement,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultMeasurement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_rps: Option<f64>,
+    pub scores: Scores,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
+    pub verdict: Verdict,
+    /// Why the verdict is `Fail`, one line per missed objective.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
+    pub display: DisplayColumns,
+}
+
+/// Human-readable figures for `kubectl get` printer columns.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DisplayColumns {
+    /// Baseline response p99, e.g. `12.4ms`.
+    pub p99: String,
+    /// Worst availability under a fault, e.g. `97.5%`, or `-` without faults.
+    pub availability: String,
+    /// Baseline staleness p99, e.g. `1.2s`.
+    pub staleness: String,
+}
