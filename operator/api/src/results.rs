@@ -141,3 +141,21 @@ pub struct DisplayColumns {
     /// Baseline staleness p99, e.g. `1.2s`.
     pub staleness: String,
 }
+
+/// One second of an experiment's timeline, for the report's charts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineRow {
+    /// Seconds since the measured run started (after warm-up).
+    pub second: u32,
+    /// Checkouts scheduled in this second.
+    pub offered: u32,
+    /// Answered with 2xx within the timeout.
+    pub ok: u32,
+    pub errors: u32,
+    /// Response latency percentiles of this second's checkouts, in milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Priced checkouts that used a superseded price.
+    pub stale: u32,
+}
