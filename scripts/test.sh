@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs the Debian packages,
+# builds (once, cached in ~/.cache/commlab) and starts the local Kubernetes
+# control plane, runs the lints, the generated-file checks and every test,
+# then stops the control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS" >&2; }
+
+step "install Debian packages"
+scripts/install-deps.sh
+
+step "lint: rustfmt, shellcheck"
+cargo fmt --all --check
+shellcheck scripts/*.sh e2e/cluster/*.sh .ci/run
+
+step "build the local control plane (cached)"
+e2e/cluster/build.sh
+
+step "start the local control plane"
+kubeconfig="$(e2e/cluster/up.sh | tail -n 1)"
+trap 'e2e/cluster/down.sh >&2 || true' EXIT
+export COMMLAB_KUBECONFIG="$kubeconfig"
+echo "kubeconfig: $COMMLAB_KUBECONFIG" >&2
+
+step "lint: clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "generated CRDs are up to date"
+cargo run -q -p commlab-controller --bin crdgen -- --check
+
+step "tests"
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+summary="$(grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')"
+step "done"
+echo "$summary"
