@@ -1,1 +1,3 @@
 //! commlab-workload
+pub mod error;
+pub mod services;
