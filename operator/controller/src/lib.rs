@@ -1,1 +1,134 @@
-//! commlab-controller
+//! The commlab operator as a library: `main.rs` parses arguments and calls
+//! [`run`]; everything else lives here, with tests.
+
+pub mod apply;
+pub mod children;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+pub mod validate;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use commlab_api::CommunicationPattern;
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Secret, Service},
+};
+use kube::{
+    Api, Client,
+    core::DeserializeGuard,
+    runtime::{
+        Controller, controller,
+        events::{Recorder, Reporter},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+pub use config::OperatorConfig;
+pub use error::Error;
+
+/// Name under which the operator records Events, `<kind>.commlab.dev`.
+pub const CONTROLLER_NAME: &str = "communicationpattern.commlab.dev";
+
+pub struct RunOptions {
+    pub config: OperatorConfig,
+    /// Address of the `/metrics`, `/healthz`, `/readyz` server.
+    pub listen: SocketAddr,
+    /// Most reconciles at once.
+    pub concurrency: u16,
+    /// Only watch this namespace; all namespaces when absent.
+    pub namespace: Option<String>,
+}
+
+/// Runs the controller and its HTTP server until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let probe = http::Probe {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(async move { axum::serve(listener, http::router(probe)).await });
+
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(context::Context {
+        client: client.clone(),
+        config: options.config,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+    });
+    let (patterns, children_api) = match &options.namespace {
+        Some(ns) => (
+            Api::<DeserializeGuard<CommunicationPattern>>::namespaced(client.clone(), ns),
+            Some(ns.clone()),
+        ),
+        None => (Api::all(client.clone()), None),
+    };
+    let api = |c: &Client| -> (
+        Api<Deployment>,
+        Api<StatefulSet>,
+        Api<Service>,
+        Api<Secret>,
+        Api<ConfigMap>,
+    ) {
+        match &children_api {
+            Some(ns) => (
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+            ),
+            None => (
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+            ),
+        }
+    };
+    let (deployments, stateful_sets, services, secrets, config_maps) = api(&client);
+    // Children are watched by label only, so the operator's caches hold its
+    // own objects and not every Secret of the cluster.
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    ready.store(true, Ordering::Relaxed);
+    Controller::new(patterns, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(options.concurrency))
+        .owns(deployments, owned.clone())
+        .owns(stateful_sets, owned.clone())
+        .owns(services, owned.clone())
+        .owns(secrets, owned.clone())
+        .owns(config_maps, owned)
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile stream error");
+            }
+        })
+        .await;
+    info!("controller stopped; shutting down");
+    server.abort();
+    Ok(())
+}

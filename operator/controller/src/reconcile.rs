@@ -1,0 +1,250 @@
+//! The reconcile pipeline for one CommunicationPattern:
+//! observe → validate (pure) → build (pure) → apply → status.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use commlab_api::{CommunicationPattern, CommunicationPatternStatus};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use tracing::{instrument, warn};
+
+use crate::{
+    apply::{FIELD_MANAGER, apply_all},
+    children::{self, BuildInputs, Names, PASSWORD_KEY},
+    context::Context,
+    error::{Error, Result},
+    status::{self, Observed, READY, SPEC_VALID},
+    validate,
+};
+
+/// How often a settled object is looked at again even without a change,
+/// so a missed watch event cannot leave it stale for long.
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<CommunicationPattern>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let cp = match &guard.0 {
+        Ok(cp) => cp,
+        Err(invalid) => {
+            // One malformed object must not stop the watch of all the others.
+            warn!(name = ?invalid.metadata.name, error = %invalid.error, "skipping a CommunicationPattern that cannot be read");
+            return Ok(Action::await_change());
+        }
+    };
+    let started = Instant::now();
+    let result = reconcile_one(cp, &ctx).await;
+    ctx.metrics.observe(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
+}
+
+#[instrument(skip_all, fields(namespace = cp.namespace().unwrap_or_default(), name = cp.name_any()))]
+async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Action> {
+    let ns = cp
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = cp.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let names = Names::of(cp);
+    let previous = cp.status.as_ref();
+
+    // Validate (pure).
+    let judgement = validate::judge(&cp.name_any(), &cp.spec);
+    if !judgement.is_valid() {
+        let status = status::compute(
+            previous,
+            cp.metadata.generation,
+            &judgement,
+            Vec::new(),
+            Timestamp::now(),
+        );
+        if became(previous, &status, SPEC_VALID, "False") {
+            ctx.event(
+                cp,
+                EventType::Warning,
+                "InvalidSpec",
+                "Validate",
+                judgement.problems.join("; "),
+            )
+            .await;
+        }
+        write_status(ctx, cp, &ns, previous, status).await?;
+        // Nothing will fix itself: wait for the user to change the spec.
+        return Ok(Action::await_change());
+    }
+
+    // Observe: the database password, generated once and then kept.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let password = match secrets.get_opt(&names.database_secret()).await? {
+        Some(secret) => secret
+            .data
+            .and_then(|d| {
+                d.get(PASSWORD_KEY)
+                    .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+            })
+            .unwrap_or_else(generate_password),
+        None => generate_password(),
+    };
+
+    // Build (pure) and apply.
+    let desired = children::desired(
+        cp,
+        &BuildInputs {
+            config: &ctx.config,
+            database_password: &password,
+        },
+    );
+    let applied = apply_all(&ctx.client, &ns, &names.instance, &uid, desired).await?;
+
+    // Status from what was applied.
+    let components = status::components(&Observed {
+        deployments: &applied.deployments,
+        stateful_sets: &applied.stateful_sets,
+    });
+    let status = status::compute(
+        previous,
+        cp.metadata.generation,
+        &judgement,
+        components,
+        Timestamp::now(),
+    );
+    if previous.is_none_or(|p| p.observed_generation != cp.metadata.generation) {
+        for warning in &judgement.warnings {
+            ctx.event(
+                cp,
+                EventType::Warning,
+                "IgnoredSetting",
+                "Validate",
+                warning.clone(),
+            )
+            .await;
+        }
+    }
+    if became(previous, &status, READY, "True") {
+        ctx.event(
+            cp,
+            EventType::Normal,
+            "ComponentsReady",
+            "Deploy",
+            "every component is ready".into(),
+        )
+        .await;
+    } else if became(previous, &status, status::DEGRADED, "True") {
+        let message = condition_message(&status, READY);
+        ctx.event(
+            cp,
+            EventType::Warning,
+            "ComponentFailing",
+            "Deploy",
+            message,
+        )
+        .await;
+    }
+    write_status(ctx, cp, &ns, previous, status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes the status only when it changed, so a settled object costs no writes.
+async fn write_status(
+    ctx: &Context,
+    cp: &CommunicationPattern,
+    ns: &str,
+    previous: Option<&CommunicationPatternStatus>,
+    status: CommunicationPatternStatus,
+) -> Result<()> {
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<CommunicationPattern> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": CommunicationPattern::api_version(&()),
+        "kind": CommunicationPattern::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &cp.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+fn became(
+    previous: Option<&CommunicationPatternStatus>,
+    now: &CommunicationPatternStatus,
+    type_: &str,
+    value: &str,
+) -> bool {
+    let get = |s: &CommunicationPatternStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.clone())
+    };
+    get(now).as_deref() == Some(value) && previous.and_then(get).as_deref() != Some(value)
+}
+
+fn condition_message(status: &CommunicationPatternStatus, type_: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn generate_password() -> String {
+    use rand::{Rng, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+pub fn error_policy(
+    _guard: Arc<DeserializeGuard<CommunicationPattern>>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    warn!(%error, category = error.category(), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+impl Context {
+    /// Records an Event; a failure to record is logged, never fatal.
+    async fn event(
+        &self,
+        cp: &CommunicationPattern,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &cp.object_ref(&())).await {
+            warn!(%error, "could not record an event");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Status step: the status computed from the spec's judgement and the
+//! children as the API server reports them. Pure; the reconciler writes it
+//! only when it differs from what is stored.
+
+use commlab_api::{CommunicationPatternStatus, ComponentStatus, Phase};
+use k8s_openapi::{
+    api::apps::v1::{Deployment, StatefulSet},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::ResourceExt;
+
+use crate::{labels, validate::Judgement};
+
+pub const SPEC_VALID: &str = "SpecValid";
+pub const READY: &str = "Ready";
+pub const DEGRADED: &str = "Degraded";
+
+/// Children as observed after apply.
+#[derive(Clone, Debug, Default)]
+pub struct Observed<'a> {
+    pub deployments: &'a [Deployment],
+    pub stateful_sets: &'a [StatefulSet],
+}
+
+/// Ready counts of every component, in a stable order.
+pub fn components(observed: &Observed) -> Vec<ComponentStatus> {
+    let component = |labels: &std::collections::BTreeMap<String, String>| {
+        labels.get(labels::COMPONENT).cloned().unwrap_or_default()
+    };
+    let mut out: Vec<ComponentStatus> = observed
+        .stateful_sets
+        .iter()
+        .map(|s| {
+            let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = s
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            ComponentStatus {
+                name: component(s.labels()),
+                kind: "StatefulSet".into(),
+                ready: format!("{ready}/{desired}"),
+            }
+        })
+        .chain(observed.deployments.iter().map(|d| {
+            let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            ComponentStatus {
+                name: component(d.labels()),
+                kind: "Deployment".into(),
+                ready: format!("{ready}/{desired}"),
+            }
+        }))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn fully_ready(c: &ComponentStatus) -> bool {
+    matches!(c.ready.split_once('/'), Some((ready, desired)) if ready == desired)
+}
+
+/// The status to store, given the previous one (for transition times and
+/// for what the experiment already wrote).
+pub fn compute(
+    previous: Option<&CommunicationPatternStatus>,
+    generation: Option<i64>,
+    judgement: &Judgement,
+    components: Vec<ComponentStatus>,
+    now: Timestamp,
+) -> CommunicationPatternStatus {
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let was_ready = previous_conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True");
+    let mut conditions = Vec::new();
+    let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
+        conditions.push(condition(
+            previous_conditions,
+            generation,
+            type_,
+            ok,
+            reason,
+            message,
+            now,
+        ));
+    };
+
+    if !judgement.is_valid() {
+        set(
+            SPEC_VALID,
+            false,
+            "InvalidSpec",
+            judgement.problems.join("; "),
+        );
+        return CommunicationPatternStatus {
+            phase: Some(Phase::Failed),
+            observed_generation: generation,
+            conditions,
+            components,
+            ..previous.cloned().unwrap_or_default()
+        };
+    }
+    let spec_message = if judgement.warnings.is_empty() {
+        "the spec can be deployed".to_owned()
+    } else {
+        judgement.warnings.join("; ")
+    };
+    set(SPEC_VALID, true, "Valid", spec_message);
+
+    let waiting: Vec<String> = components
+        .iter()
+        .filter(|c| !fully_ready(c))
+        .map(|c| format!("{} {}", c.name, c.ready))
+        .collect();
+    let ready = waiting.is_empty() && !components.is_empty();
+    let ready_message = if ready {
+        "every component is ready".to_owned()
+    } else {
+        format!("waiting for {}", waiting.join(", "))
+    };
+    set(
+        READY,
+        ready,
+        if ready {
+            "ComponentsReady"
+        } else {
+            "ComponentsNotReady"
+        },
+        ready_message.clone(),
+    );
+    let degraded = was_ready && !ready;
+    set(
+        DEGRADED,
+        degraded,
+        if degraded {
+            "ComponentLost"
+        } else {
+            "AsDesired"
+        },
+        if degraded {
+            ready_message
+        } else {
+            "no component lost readiness".to_owned()
+        },
+    );
+
+    let phase = match previous.and_then(|p| p.phase) {
+        // The experiment's own phases are kept while the components stay ready.
+        Some(p @ (Phase::Running | Phase::Completed)) if ready => p,
+        _ if ready => Phase::Ready,
+        _ => Phase::Deploying,
+    };
+    CommunicationPatternStatus {
+        phase: Some(phase),
+        observed_generation: generation,
+        conditions,
+        components,
+        ..previous.cloned().unwrap_or_default()
+    }
+}
+
+/// A condition whose `lastTransitionTime` moves only when its status does.
+fn condition(
+    previous: &[Condition],
+    generation: Option<i64>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component(name: &str, ready: &str) -> ComponentStatus {
+        ComponentStatus {
+            name: name.into(),
+            kind: "Deployment".into(),
+            ready: ready.into(),
+        }
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    fn get<'a>(s: &'a CommunicationPatternStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_component_is() {
+        let s = compute(
+            None,
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "2/2"), component("catalog", "1/1")],
+            t(0),
+        );
+        assert_eq!(s.phase, Some(Phase::Ready));
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn deploying_names_what_it_waits_for() {
+        let s = compute(
+            None,
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "1/2")],
+            t(0),
+        );
+        assert_eq!(s.phase, Some(Phase::Deploying));
+        assert_eq!(get(&s, READY).message, "waiting for orders 1/2");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let first = compute(
+            None,
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "1/1")],
+            t(0),
+        );
+        let same = compute(
+            Some(&first),
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "1/1")],
+            t(60),
+        );
+        assert_eq!(first, same, "an unchanged world gives an identical status");
+        let lost = compute(
+            Some(&same),
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "0/1")],
+            t(120),
+        );
+        assert_eq!(get(&lost, READY).last_transition_time, Time(t(120)));
+        assert_eq!(get(&lost, DEGRADED).status, "True");
+        assert_eq!(get(&lost, SPEC_VALID).last_transition_time, Time(t(0)));
+    }
+
+    #[test]
+    fn an_invalid_spec_fails_with_the_message() {
+        let judgement = Judgement {
+            problems: vec!["spec.components.cache.kind: Redis is not supported yet".into()],
+            warnings: vec![],
+        };
+        let s = compute(None, Some(3), &judgement, vec![], t(0));
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let c = get(&s, SPEC_VALID);
+        assert_eq!(
+            (c.status.as_str(), c.observed_generation),
+            ("False", Some(3))
+        );
+        assert!(c.message.contains("Redis"));
+    }
+}
