@@ -1,3 +1,4 @@
 //! commlab-workload
 pub mod error;
 pub mod services;
+pub mod report;
