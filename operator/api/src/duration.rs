@@ -64,7 +64,9 @@ impl FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let well_formed = !text.is_empty()
-            && text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'm' | 's' | 'h'))
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'm' | 's' | 'h'))
             && text.ends_with(['s', 'm', 'h']);
         if text.starts_with('-') {
             return Err(DurationError::Negative(text.to_owned()));
@@ -72,9 +74,13 @@ impl FromStr for Duration {
         if !well_formed {
             return Err(DurationError::Malformed(text.to_owned()));
         }
-        let parsed: kube::core::Duration =
-            text.parse().map_err(|_| DurationError::Malformed(text.to_owned()))?;
-        Ok(Self { text: text.to_owned(), value: parsed.into() })
+        let parsed: kube::core::Duration = text
+            .parse()
+            .map_err(|_| DurationError::Malformed(text.to_owned()))?;
+        Ok(Self {
+            text: text.to_owned(),
+            value: parsed.into(),
+        })
     }
 }
 
@@ -148,15 +154,24 @@ mod tests {
 
     #[test]
     fn rejects_what_users_get_wrong() {
-        assert_eq!("-5s".parse::<Duration>(), Err(DurationError::Negative("-5s".into())));
+        assert_eq!(
+            "-5s".parse::<Duration>(),
+            Err(DurationError::Negative("-5s".into()))
+        );
         for bad in ["", "5", "5 s", "5us", "five seconds", "5d"] {
-            assert!(bad.parse::<Duration>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Duration>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn std_durations_print_in_a_form_that_parses_back() {
-        for d in [time::Duration::from_secs(20), time::Duration::from_millis(1500)] {
+        for d in [
+            time::Duration::from_secs(20),
+            time::Duration::from_millis(1500),
+        ] {
             let written = Duration::from(d);
             assert_eq!(written.to_string().parse::<Duration>().unwrap().as_std(), d);
         }

@@ -2,6 +2,7 @@
 //! the operator, the experiment engine and the CLI.
 
 pub mod communication_pattern;
+pub mod crd;
 pub mod duration;
 pub mod pattern;
 pub mod pattern_comparison;
@@ -12,6 +13,10 @@ pub use communication_pattern::{
     CommunicationPatternStatus, ComponentStatus, Components, Fault, Phase, Replicas, ReportRef,
     Slo, Workload,
 };
+pub use crd::{CrdFile, crd_files, crds, crds_yaml};
 pub use duration::{Duration, DurationError};
 pub use pattern::{FaultKind, Pattern, Target};
-pub use pattern_comparison::{PatternComparison, PatternComparisonSpec, PatternComparisonStatus};
+pub use pattern_comparison::{
+    Axis, AxisRanking, PatternComparison, PatternComparisonSpec, PatternComparisonStatus,
+    PatternRun,
+};

@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How `orders` gets the current price of a product from `catalog`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Pattern {
     /// orders reads catalog's table directly in the shared PostgreSQL.
     SharedData,
@@ -35,7 +37,10 @@ impl Pattern {
 
     /// Whether the pattern needs a message broker between the services.
     pub fn needs_broker(self) -> bool {
-        matches!(self, Pattern::AsyncMessaging | Pattern::CacheWithUpdateEvents)
+        matches!(
+            self,
+            Pattern::AsyncMessaging | Pattern::CacheWithUpdateEvents
+        )
     }
 
     /// Whether orders answers before the checkout is priced, so completion
@@ -46,7 +51,10 @@ impl Pattern {
 
     /// Whether orders serves prices from a local cache.
     pub fn caches_prices(self) -> bool {
-        matches!(self, Pattern::CacheWithApiUpdates | Pattern::CacheWithUpdateEvents)
+        matches!(
+            self,
+            Pattern::CacheWithApiUpdates | Pattern::CacheWithUpdateEvents
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -71,10 +79,16 @@ impl std::str::FromStr for Pattern {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Pattern::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            let names: Vec<_> = Pattern::ALL.iter().map(|p| p.as_str()).collect();
-            format!("unknown pattern `{s}`: expected one of {}", names.join(", "))
-        })
+        Pattern::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<_> = Pattern::ALL.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "unknown pattern `{s}`: expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -92,7 +106,9 @@ pub enum FaultKind {
 }
 
 /// The component a fault hits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Orders,

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Fault, Pattern, Phase, Slo, Workload, results::Claim};
 
+// Clippy reads the repeated `type_ = "string"` of the printer columns as
+// duplicated attributes; they are separate columns.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "commlab.dev",
@@ -16,37 +19,50 @@ use crate::{Fault, Pattern, Phase, Slo, Workload, results::Claim};
     plural = "patterncomparisons",
     shortname = "pcmp",
     namespaced,
+    doc = "Several communication patterns run one after another under one shared workload and chaos plan, ranked on each axis.",
     status = "PatternComparisonStatus",
+    derive = "PartialEq",
     printcolumn(name = "Patterns", type_ = "string", json_path = ".status.patternList"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Best", type_ = "string", json_path = ".status.best", description = "best pattern on spec.rankBy"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Best",
+        type_ = "string",
+        json_path = ".status.best",
+        description = "best pattern on spec.rankBy"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.chaos) || self.chaos.all(f, duration(f.at) + duration(f.duration) <= duration(self.workload.duration))")
-        .message("spec.chaos: every fault must end inside the run (at + duration <= spec.workload.duration)")
+        .message("every fault must end inside the run: at + duration must be at most spec.workload.duration")
         .field_path(".chaos"),
 )]
 pub struct PatternComparisonSpec {
-    /// The patterns to compare; all six when empty.
+    /// The patterns to compare, each at most once, in the order they run;
+    /// all six when empty or absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 6))]
-    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q == p))").message("spec.patterns: each pattern may be listed once"))]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q == p))")
+        .message("each pattern may be listed only once in spec.patterns"))]
     pub patterns: Vec<Pattern>,
     #[serde(default)]
     pub workload: Workload,
-    /// Faults for every pattern; a `broker` fault is skipped for patterns without a broker.
+    /// Faults for every pattern, at most 16 with unique names; a `broker`
+    /// fault is skipped for the patterns without a broker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(
-        validation = Rule::new("self.all(f, self.exists_one(g, g.name == f.name))")
-            .message("spec.chaos[].name: fault names must be unique")
-    )]
+    #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g.name == f.name))")
+        .message("fault names (spec.chaos[].name) must be unique"))]
     pub chaos: Vec<Fault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
-    /// The axis that picks the `best` pattern.
+    /// The axis that picks the `best` pattern: `Performance` (the default),
+    /// `Scalability`, `Isolation`, `Complexity` or `Consistency`.
     #[serde(default)]
     pub rank_by: Axis,
 }
@@ -54,13 +70,17 @@ pub struct PatternComparisonSpec {
 impl PatternComparisonSpec {
     /// The patterns to run, in the order they run.
     pub fn patterns(&self) -> Vec<Pattern> {
-        if self.patterns.is_empty() { Pattern::ALL.to_vec() } else { self.patterns.clone() }
+        if self.patterns.is_empty() {
+            Pattern::ALL.to_vec()
+        } else {
+            self.patterns.clone()
+        }
     }
 }
 
-/// The axes patterns are judged on.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+/// The axes patterns are judged on. PascalCase like every other enum in the
+/// API, as Kubernetes conventions ask.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Axis {
     #[default]
     Performance,
