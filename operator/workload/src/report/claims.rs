@@ -22,14 +22,20 @@ pub const AVAILABLE_AT_LEAST: f64 = 0.99;
 /// At or above this fraction of accepted checkouts priced, they count as completed.
 pub const COMPLETED_AT_LEAST: f64 = 0.99;
 
-pub const DIRECT_CALL_DOWN_WITH_CATALOG: &str = "direct-call-down-with-catalog";
-pub const EVENTS_CACHE_UP_WITHOUT_CATALOG: &str = "events-cache-up-without-catalog";
-pub const MESSAGING_ACCEPTS_WITHOUT_CATALOG: &str = "messaging-accepts-without-catalog";
-pub const SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN: &str =
-    "shared-database-down-takes-every-app-down";
-pub const CACHE_SERVES_STALE_PRICES: &str = "cache-serves-stale-prices";
-pub const POLLING_SLOWER_THAN_DIRECT: &str = "polling-slower-than-direct";
-pub const CACHE_FASTER_THAN_DIRECT_AND_MESSAGING: &str = "cache-faster-than-direct-and-messaging";
+/// The stable identifiers of the claims, as in `Claim::id`.
+pub mod ids {
+    pub const DIRECT_CALL_DOWN_WITH_CATALOG: &str = "direct-call-down-with-catalog";
+    pub const EVENTS_CACHE_UP_WITHOUT_CATALOG: &str = "events-cache-up-without-catalog";
+    pub const MESSAGING_ACCEPTS_WITHOUT_CATALOG: &str = "messaging-accepts-without-catalog";
+    pub const SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN: &str =
+        "shared-database-down-takes-every-app-down";
+    pub const CACHE_SERVES_STALE_PRICES: &str = "cache-serves-stale-prices";
+    pub const POLLING_SLOWER_THAN_DIRECT: &str = "polling-slower-than-direct";
+    pub const CACHE_FASTER_THAN_DIRECT_AND_MESSAGING: &str =
+        "cache-faster-than-direct-and-messaging";
+}
+
+use ids::*;
 
 fn claim(id: &str, statement: &str, verdict: ClaimVerdict, evidence: String) -> Claim {
     Claim {

@@ -25,7 +25,8 @@ use commlab_api::{
 use serde::{Deserialize, Serialize};
 
 pub use claims::{
-    AVAILABLE_AT_LEAST, COMPLETED_AT_LEAST, DOWN_BELOW, cross_pattern_claims, pattern_claims,
+    AVAILABLE_AT_LEAST, COMPLETED_AT_LEAST, DOWN_BELOW, cross_pattern_claims, ids as claim_ids,
+    pattern_claims,
 };
 pub use format::{format_ms, format_ratio};
 pub use html::render_html;
