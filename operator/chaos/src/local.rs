@@ -1,0 +1,292 @@
+//! The local backend: faults on processes running on this machine.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt,
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use commlab_api::{Fault, FaultKind, Target};
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::{ActiveFault, ChaosError, FaultBackend, FaultHandle, LocalProcess, ProxyHandle, Toxic};
+
+/// Applies faults to components running as local processes, for
+/// `commlab compare`:
+///
+/// | fault | needs | inject | recover |
+/// |---|---|---|---|
+/// | `Outage` | a process | [`stop`](LocalProcess::stop) | [`start`](LocalProcess::start) |
+/// | `Kill` | a process | [`kill`](LocalProcess::kill), then `start` at once | nothing |
+/// | `Delay` | a fault proxy | [`Toxic::Delay`] | no toxic |
+/// | `Partition` | a fault proxy | [`Toxic::Partition`] | no toxic |
+///
+/// Each target is registered with what it has: its process controller, the
+/// [`FaultProxy`](crate::FaultProxy) its clients connect through, or both.
+/// A fault on a target without what it needs is
+/// [`ChaosError::Unsupported`].
+///
+/// Overlapping faults on one target combine: the target stays down until
+/// its last `Outage` is recovered (a `Kill` during an outage does not start
+/// it), and a `Partition` takes precedence over a `Delay`; otherwise the
+/// latest `Delay` applies.
+pub struct LocalBackend {
+    targets: HashMap<Target, LocalTarget>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct LocalTarget {
+    process: Option<Arc<dyn LocalProcess>>,
+    proxy: Option<ProxyHandle>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Faults in force, in the order they were injected. `Kill` has nothing
+    /// to undo and is never here.
+    active: Vec<Injected>,
+}
+
+struct Injected {
+    id: u64,
+    kind: FaultKind,
+    target: Target,
+    toxic: Option<Toxic>,
+}
+
+impl State {
+    fn outage_on(&self, target: Target, except: Option<u64>) -> bool {
+        self.active.iter().any(|injected| {
+            injected.target == target
+                && injected.kind == FaultKind::Outage
+                && Some(injected.id) != except
+        })
+    }
+
+    /// The toxic the target's proxy should have for the faults in force.
+    fn toxic_for(&self, target: Target) -> Toxic {
+        let toxics = || {
+            self.active
+                .iter()
+                .filter(move |injected| injected.target == target)
+                .filter_map(|injected| injected.toxic.as_ref())
+        };
+        if toxics().any(|toxic| *toxic == Toxic::Partition) {
+            Toxic::Partition
+        } else {
+            toxics().next_back().cloned().unwrap_or_default()
+        }
+    }
+}
+
+impl fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut targets: Vec<_> = self
+            .targets
+            .iter()
+            .map(|(target, t)| {
+                (
+                    *target,
+                    t.process.is_some(),
+                    t.proxy.as_ref().map(|p| p.local_addr()),
+                )
+            })
+            .collect();
+        targets.sort_by_key(|(target, ..)| *target);
+        f.debug_struct("LocalBackend")
+            .field("targets (process, proxy)", &targets)
+            .finish()
+    }
+}
+
+impl Default for LocalBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalBackend {
+    /// A backend with no targets registered yet.
+    pub fn new() -> Self {
+        Self {
+            targets: HashMap::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Registers the process controller of `target`, for `Outage` and `Kill`.
+    pub fn with_process(mut self, target: Target, process: Arc<dyn LocalProcess>) -> Self {
+        self.targets.entry(target).or_default().process = Some(process);
+        self
+    }
+
+    /// Registers the fault proxy in front of `target`, for `Delay` and `Partition`.
+    pub fn with_proxy(mut self, target: Target, proxy: ProxyHandle) -> Self {
+        self.targets.entry(target).or_default().proxy = Some(proxy);
+        self
+    }
+
+    fn process(&self, kind: FaultKind, target: Target) -> Result<&dyn LocalProcess, ChaosError> {
+        self.targets
+            .get(&target)
+            .and_then(|t| t.process.as_deref())
+            .ok_or(ChaosError::Unsupported {
+                fault: kind,
+                target,
+                missing: "process controller",
+            })
+    }
+
+    fn proxy(&self, kind: FaultKind, target: Target) -> Result<&ProxyHandle, ChaosError> {
+        self.targets
+            .get(&target)
+            .and_then(|t| t.proxy.as_ref())
+            .ok_or(ChaosError::Unsupported {
+                fault: kind,
+                target,
+                missing: "fault proxy",
+            })
+    }
+}
+
+#[async_trait]
+impl FaultBackend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn inject(&self, fault: &Fault) -> Result<ActiveFault, ChaosError> {
+        let (kind, target) = (fault.fault, fault.target);
+        let mut state = self.state.lock().await;
+        let id = state.next_id;
+        match kind {
+            FaultKind::Outage => {
+                let process = self.process(kind, target)?;
+                if !state.outage_on(target, None) {
+                    process.stop().await?;
+                }
+                state.active.push(Injected {
+                    id,
+                    kind,
+                    target,
+                    toxic: None,
+                });
+            }
+            FaultKind::Kill => {
+                let process = self.process(kind, target)?;
+                process.kill().await?;
+                // Restarted at once, as a Deployment would, unless an outage keeps it down.
+                if !state.outage_on(target, None) {
+                    process.start().await?;
+                }
+            }
+            FaultKind::Delay | FaultKind::Partition => {
+                let proxy = self.proxy(kind, target)?;
+                let toxic = toxic(fault)?;
+                state.active.push(Injected {
+                    id,
+                    kind,
+                    target,
+                    toxic: Some(toxic),
+                });
+                proxy.set_toxic(state.toxic_for(target));
+            }
+        }
+        state.next_id += 1;
+        info!(fault = %fault.name, %kind, %target, "fault injected");
+        Ok(ActiveFault {
+            name: fault.name.clone(),
+            kind,
+            target,
+            handle: FaultHandle::Local(id),
+        })
+    }
+
+    async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError> {
+        let FaultHandle::Local(id) = active.handle else {
+            return Err(ChaosError::ForeignFault {
+                name: active.name,
+                backend: self.name(),
+            });
+        };
+        let mut state = self.state.lock().await;
+        // A `Kill`, or a fault already recovered or cleaned up: nothing to undo.
+        let Some(position) = state.active.iter().position(|injected| injected.id == id) else {
+            return Ok(());
+        };
+        let (kind, target) = (state.active[position].kind, state.active[position].target);
+        if kind == FaultKind::Outage && !state.outage_on(target, Some(id)) {
+            // Stays in force if starting fails, so that cleanup tries again.
+            self.process(kind, target)?.start().await?;
+        }
+        state.active.remove(position);
+        if matches!(kind, FaultKind::Delay | FaultKind::Partition) {
+            self.proxy(kind, target)?.set_toxic(state.toxic_for(target));
+        }
+        info!(fault = %active.name, %kind, %target, "fault recovered");
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<(), ChaosError> {
+        let mut state = self.state.lock().await;
+        let injected = std::mem::take(&mut state.active);
+        let proxied: BTreeSet<Target> = injected
+            .iter()
+            .filter(|i| i.toxic.is_some())
+            .map(|i| i.target)
+            .collect();
+        for target in proxied {
+            if let Ok(proxy) = self.proxy(FaultKind::Partition, target) {
+                proxy.clear();
+            }
+        }
+        let mut first_error = None;
+        // One start per target, however many outages it had.
+        let mut outages = BTreeMap::new();
+        for outage in injected.into_iter().filter(|i| i.kind == FaultKind::Outage) {
+            outages.entry(outage.target).or_insert(outage);
+        }
+        for outage in outages.into_values() {
+            let started = match self.process(outage.kind, outage.target) {
+                Ok(process) => process.start().await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = started {
+                // Kept, so that another cleanup tries again.
+                state.active.push(outage);
+                first_error.get_or_insert(err);
+            }
+        }
+        info!("local faults cleaned up");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The proxy toxic for a `Delay` or `Partition` fault.
+fn toxic(fault: &Fault) -> Result<Toxic, ChaosError> {
+    match fault.fault {
+        FaultKind::Partition => Ok(Toxic::Partition),
+        _ => {
+            let latency = fault
+                .latency
+                .as_ref()
+                .ok_or_else(|| ChaosError::InvalidFault {
+                    name: fault.name.clone(),
+                    reason: "a Delay fault needs a latency".into(),
+                })?;
+            let jitter = fault
+                .jitter
+                .as_ref()
+                .map(|j| j.as_std())
+                .unwrap_or_default();
+            Ok(Toxic::Delay {
+                latency: latency.as_std(),
+                jitter,
+            })
+        }
+    }
+}
