@@ -2,3 +2,5 @@
 pub mod error;
 pub mod services;
 pub mod report;
+pub mod load;
+pub mod measure;

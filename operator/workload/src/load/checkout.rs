@@ -1,0 +1,306 @@
+//! Sending checkouts: the schedule thread and one task per checkout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Counters, LoadConfig, LoadError, Schedule, product_for};
+use crate::measure::{CheckoutRecord, Outcome};
+
+/// The schedule thread sleeps at most this long between checks of the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(10);
+
+/// The shared HTTP client: keep-alive, no proxy (targets are loopback or
+/// in-cluster), Nagle off, the request timeout over the whole exchange.
+pub(super) fn http_client(config: &LoadConfig) -> Result<reqwest::Client, LoadError> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .pool_max_idle_per_host(config.max_in_flight)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(LoadError::Client)
+}
+
+/// `{base}/{path}` parsed once.
+pub(super) fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, LoadError> {
+    let text = format!("{}/{path}", base.trim_end_matches('/'));
+    let url = reqwest::Url::parse(&text).map_err(|error| LoadError::InvalidUrl {
+        url: base.to_owned(),
+        reason: error.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(LoadError::InvalidUrl {
+            url: base.to_owned(),
+            reason: "not http(s)".into(),
+        });
+    }
+    Ok(url)
+}
+
+/// orders' replicas, used round-robin.
+pub(super) struct Orders {
+    client: reqwest::Client,
+    checkout_urls: Vec<reqwest::Url>,
+}
+
+impl Orders {
+    pub(super) fn new(client: reqwest::Client, bases: &[String]) -> Result<Self, LoadError> {
+        let checkout_urls = bases
+            .iter()
+            .map(|base| endpoint(base, "checkout"))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            client,
+            checkout_urls,
+        })
+    }
+
+    /// Sends the `i`-th checkout to replica `i mod n` and classifies what came back.
+    pub(super) async fn send(&self, i: u64, product_id: u32) -> Outcome {
+        let url = &self.checkout_urls[(i % self.checkout_urls.len() as u64) as usize];
+        let body = format!(r#"{{"product_id":{product_id},"quantity":1}}"#);
+        let response = self
+            .client
+            .post(url.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return failure(&error),
+        };
+        let status = response.status().as_u16();
+        match response.bytes().await {
+            Ok(body) => classify(status, &body),
+            Err(error) => failure(&error),
+        }
+    }
+}
+
+fn failure(error: &reqwest::Error) -> Outcome {
+    if error.is_timeout() {
+        Outcome::TimedOut
+    } else {
+        Outcome::Failed
+    }
+}
+
+/// An order id as orders writes it: a string, or a number read as its digits.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OrderId {
+    Text(String),
+    Number(u64),
+}
+
+impl From<OrderId> for String {
+    fn from(id: OrderId) -> Self {
+        match id {
+            OrderId::Text(text) => text,
+            OrderId::Number(number) => number.to_string(),
+        }
+    }
+}
+
+/// What a checkout answer means (docs/protocol.md): a 2xx with a `version`
+/// is priced, a 2xx with only an `order_id` is accepted for later pricing.
+pub(crate) fn classify(status: u16, body: &[u8]) -> Outcome {
+    #[derive(Deserialize)]
+    struct Answer {
+        version: Option<u64>,
+        order_id: Option<OrderId>,
+    }
+    if !(200..300).contains(&status) {
+        return Outcome::Rejected { status };
+    }
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(Answer {
+            version: Some(version),
+            ..
+        }) => Outcome::Priced { version },
+        Ok(Answer {
+            order_id: Some(order_id),
+            ..
+        }) => Outcome::Accepted {
+            order_id: order_id.into(),
+        },
+        _ => Outcome::Malformed { status },
+    }
+}
+
+/// What the checkout tasks share.
+struct Shared {
+    orders: Arc<Orders>,
+    origin: Instant,
+    counters: Arc<Counters>,
+    records: Arc<Mutex<Vec<CheckoutRecord>>>,
+}
+
+/// Keeps the schedule on its own thread.
+pub(super) struct Sender {
+    pub runtime: tokio::runtime::Handle,
+    pub orders: Arc<Orders>,
+    pub origin: Instant,
+    pub schedule: Schedule,
+    pub products: u32,
+    pub seed: u64,
+    pub in_flight: Arc<Semaphore>,
+    pub counters: Arc<Counters>,
+    pub records: Arc<Mutex<Vec<CheckoutRecord>>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Sender {
+    /// Dispatches every checkout when it is due; returns where the schedule
+    /// ended (its duration, or the first checkout not sent when stopped).
+    pub(super) fn run(self) -> Duration {
+        let shared = Arc::new(Shared {
+            orders: self.orders.clone(),
+            origin: self.origin,
+            counters: self.counters.clone(),
+            records: self.records.clone(),
+        });
+        let len = self.schedule.len();
+        let mut next = 0u64;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return self.schedule.offset(next).min(self.schedule.duration());
+            }
+            let due = self.schedule.due_by(self.origin.elapsed());
+            while next < due {
+                self.dispatch(&shared, next);
+                next += 1;
+            }
+            if next >= len {
+                return self.schedule.duration();
+            }
+            let wake = self.origin + self.schedule.offset(next);
+            let now = Instant::now();
+            if wake > now {
+                std::thread::sleep((wake - now).min(STOP_CHECK));
+            }
+        }
+    }
+
+    fn dispatch(&self, shared: &Arc<Shared>, i: u64) {
+        let scheduled = self.schedule.offset(i);
+        let product_id = product_for(self.seed, i, self.products);
+        self.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                self.runtime
+                    .spawn(checkout(shared.clone(), i, scheduled, product_id, permit));
+            }
+            Err(_) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .records
+                    .lock()
+                    .expect("records lock")
+                    .push(CheckoutRecord {
+                        scheduled,
+                        sent: None,
+                        ended: None,
+                        product_id,
+                        outcome: Outcome::Dropped,
+                    });
+            }
+        }
+    }
+}
+
+async fn checkout(
+    shared: Arc<Shared>,
+    i: u64,
+    scheduled: Duration,
+    product_id: u32,
+    permit: OwnedSemaphorePermit,
+) {
+    let sent = shared.origin.elapsed();
+    let outcome = shared.orders.send(i, product_id).await;
+    let ended = shared.origin.elapsed();
+    let counters = &shared.counters;
+    if outcome.is_ok() {
+        counters.ok.fetch_add(1, Ordering::Relaxed);
+    } else {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if matches!(outcome, Outcome::Accepted { .. }) {
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    shared
+        .records
+        .lock()
+        .expect("records lock")
+        .push(CheckoutRecord {
+            scheduled,
+            sent: Some(sent),
+            ended: Some(ended),
+            product_id,
+            outcome,
+        });
+    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified_by_the_protocol() {
+        let order = br#"{"order_id":"o-1","product_id":3,"quantity":1,"price_cents":1234,"version":7,"total_cents":1234,"status":"priced"}"#;
+        assert_eq!(classify(200, order), Outcome::Priced { version: 7 });
+        assert_eq!(
+            classify(202, br#"{"order_id":"o-2","status":"pending"}"#),
+            Outcome::Accepted {
+                order_id: "o-2".into()
+            }
+        );
+        assert_eq!(
+            classify(202, br#"{"order_id":42,"status":"pending"}"#),
+            Outcome::Accepted {
+                order_id: "42".into()
+            }
+        );
+        assert_eq!(
+            classify(503, br#"{"error":"catalog down"}"#),
+            Outcome::Rejected { status: 503 }
+        );
+        assert_eq!(classify(504, b""), Outcome::Rejected { status: 504 });
+        assert_eq!(
+            classify(200, b"not json"),
+            Outcome::Malformed { status: 200 }
+        );
+        assert_eq!(
+            classify(200, br#"{"status":"priced"}"#),
+            Outcome::Malformed { status: 200 }
+        );
+    }
+
+    #[test]
+    fn endpoints_join_base_and_path() {
+        assert_eq!(
+            endpoint("http://127.0.0.1:8081/", "checkout")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:8081/checkout"
+        );
+        assert_eq!(
+            endpoint("http://orders:80", "checkout").unwrap().path(),
+            "/checkout"
+        );
+        assert!(endpoint("127.0.0.1:8081", "checkout").is_err());
+        assert!(endpoint("not a url", "checkout").is_err());
+    }
+}
