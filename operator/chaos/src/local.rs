@@ -23,9 +23,10 @@ use crate::{ActiveFault, ChaosError, FaultBackend, FaultHandle, LocalProcess, Pr
 /// | `Delay` | a fault proxy | [`Toxic::Delay`] | no toxic |
 /// | `Partition` | a fault proxy | [`Toxic::Partition`] | no toxic |
 ///
-/// Each target is registered with what it has: its process controller, the
-/// [`FaultProxy`](crate::FaultProxy) its clients connect through, or both.
-/// A fault on a target without what it needs is
+/// Each target is registered with what it has: its process controllers, the
+/// [`FaultProxy`](crate::FaultProxy) its clients connect through, or both. A
+/// target with several replicas may have several of each; a fault acts on
+/// all of them. A fault on a target without what it needs is
 /// [`ChaosError::Unsupported`].
 ///
 /// Overlapping faults on one target combine: the target stays down until
@@ -39,8 +40,8 @@ pub struct LocalBackend {
 
 #[derive(Default)]
 struct LocalTarget {
-    process: Option<Arc<dyn LocalProcess>>,
-    proxy: Option<ProxyHandle>,
+    processes: Vec<Arc<dyn LocalProcess>>,
+    proxies: Vec<ProxyHandle>,
 }
 
 #[derive(Default)]
@@ -91,8 +92,8 @@ impl fmt::Debug for LocalBackend {
             .map(|(target, t)| {
                 (
                     *target,
-                    t.process.is_some(),
-                    t.proxy.as_ref().map(|p| p.local_addr()),
+                    t.processes.len(),
+                    t.proxies.iter().map(|p| p.local_addr()).collect::<Vec<_>>(),
                 )
             })
             .collect();
@@ -118,39 +119,67 @@ impl LocalBackend {
         }
     }
 
-    /// Registers the process controller of `target`, for `Outage` and `Kill`.
+    /// Registers a process controller of `target`, for `Outage` and `Kill`;
+    /// once per replica, or once for a controller of them all.
     pub fn with_process(mut self, target: Target, process: Arc<dyn LocalProcess>) -> Self {
-        self.targets.entry(target).or_default().process = Some(process);
-        self
-    }
-
-    /// Registers the fault proxy in front of `target`, for `Delay` and `Partition`.
-    pub fn with_proxy(mut self, target: Target, proxy: ProxyHandle) -> Self {
-        self.targets.entry(target).or_default().proxy = Some(proxy);
-        self
-    }
-
-    fn process(&self, kind: FaultKind, target: Target) -> Result<&dyn LocalProcess, ChaosError> {
         self.targets
-            .get(&target)
-            .and_then(|t| t.process.as_deref())
-            .ok_or(ChaosError::Unsupported {
+            .entry(target)
+            .or_default()
+            .processes
+            .push(process);
+        self
+    }
+
+    /// Registers a fault proxy in front of `target`, for `Delay` and
+    /// `Partition`; once per replica when each has its own.
+    pub fn with_proxy(mut self, target: Target, proxy: ProxyHandle) -> Self {
+        self.targets.entry(target).or_default().proxies.push(proxy);
+        self
+    }
+
+    fn processes(
+        &self,
+        kind: FaultKind,
+        target: Target,
+    ) -> Result<&[Arc<dyn LocalProcess>], ChaosError> {
+        match self.targets.get(&target) {
+            Some(t) if !t.processes.is_empty() => Ok(&t.processes),
+            _ => Err(ChaosError::Unsupported {
                 fault: kind,
                 target,
                 missing: "process controller",
-            })
+            }),
+        }
     }
 
-    fn proxy(&self, kind: FaultKind, target: Target) -> Result<&ProxyHandle, ChaosError> {
-        self.targets
-            .get(&target)
-            .and_then(|t| t.proxy.as_ref())
-            .ok_or(ChaosError::Unsupported {
+    fn proxies(&self, kind: FaultKind, target: Target) -> Result<&[ProxyHandle], ChaosError> {
+        match self.targets.get(&target) {
+            Some(t) if !t.proxies.is_empty() => Ok(&t.proxies),
+            _ => Err(ChaosError::Unsupported {
                 fault: kind,
                 target,
                 missing: "fault proxy",
-            })
+            }),
+        }
     }
+
+    fn set_toxic(&self, state: &State, target: Target) {
+        let toxic = state.toxic_for(target);
+        for proxy in self.targets.get(&target).map_or(&[][..], |t| &t.proxies) {
+            proxy.set_toxic(toxic.clone());
+        }
+    }
+}
+
+/// Starts every process, even when one fails; returns the first error.
+async fn start_all(processes: &[Arc<dyn LocalProcess>]) -> Result<(), ChaosError> {
+    let mut first_error = None;
+    for process in processes {
+        if let Err(err) = process.start().await {
+            first_error.get_or_insert(err);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[async_trait]
@@ -165,9 +194,11 @@ impl FaultBackend for LocalBackend {
         let id = state.next_id;
         match kind {
             FaultKind::Outage => {
-                let process = self.process(kind, target)?;
+                let processes = self.processes(kind, target)?;
                 if !state.outage_on(target, None) {
-                    process.stop().await?;
+                    for process in processes {
+                        process.stop().await?;
+                    }
                 }
                 state.active.push(Injected {
                     id,
@@ -177,15 +208,17 @@ impl FaultBackend for LocalBackend {
                 });
             }
             FaultKind::Kill => {
-                let process = self.process(kind, target)?;
-                process.kill().await?;
+                let processes = self.processes(kind, target)?;
+                for process in processes {
+                    process.kill().await?;
+                }
                 // Restarted at once, as a Deployment would, unless an outage keeps it down.
                 if !state.outage_on(target, None) {
-                    process.start().await?;
+                    start_all(processes).await?;
                 }
             }
             FaultKind::Delay | FaultKind::Partition => {
-                let proxy = self.proxy(kind, target)?;
+                self.proxies(kind, target)?;
                 let toxic = toxic(fault)?;
                 state.active.push(Injected {
                     id,
@@ -193,7 +226,7 @@ impl FaultBackend for LocalBackend {
                     target,
                     toxic: Some(toxic),
                 });
-                proxy.set_toxic(state.toxic_for(target));
+                self.set_toxic(&state, target);
             }
         }
         state.next_id += 1;
@@ -221,11 +254,11 @@ impl FaultBackend for LocalBackend {
         let (kind, target) = (state.active[position].kind, state.active[position].target);
         if kind == FaultKind::Outage && !state.outage_on(target, Some(id)) {
             // Stays in force if starting fails, so that cleanup tries again.
-            self.process(kind, target)?.start().await?;
+            start_all(self.processes(kind, target)?).await?;
         }
         state.active.remove(position);
         if matches!(kind, FaultKind::Delay | FaultKind::Partition) {
-            self.proxy(kind, target)?.set_toxic(state.toxic_for(target));
+            self.set_toxic(&state, target);
         }
         info!(fault = %active.name, %kind, %target, "fault recovered");
         Ok(())
@@ -240,9 +273,7 @@ impl FaultBackend for LocalBackend {
             .map(|i| i.target)
             .collect();
         for target in proxied {
-            if let Ok(proxy) = self.proxy(FaultKind::Partition, target) {
-                proxy.clear();
-            }
+            self.set_toxic(&state, target);
         }
         let mut first_error = None;
         // One start per target, however many outages it had.
@@ -251,8 +282,8 @@ impl FaultBackend for LocalBackend {
             outages.entry(outage.target).or_insert(outage);
         }
         for outage in outages.into_values() {
-            let started = match self.process(outage.kind, outage.target) {
-                Ok(process) => process.start().await,
+            let started = match self.processes(outage.kind, outage.target) {
+                Ok(processes) => start_all(processes).await,
                 Err(err) => Err(err),
             };
             if let Err(err) = started {

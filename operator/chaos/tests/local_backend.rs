@@ -429,3 +429,53 @@ async fn real_process_and_proxy_outage_delay_and_partition() {
     backend.cleanup().await.unwrap();
     catalog.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fault_acts_on_every_replica() {
+    let replicas = [Arc::new(Recorder::default()), Arc::new(Recorder::default())];
+    let mut proxies = Vec::new();
+    let mut backend = LocalBackend::new();
+    for replica in &replicas {
+        let proxy = FaultProxy::bind(any_port(), SocketAddr::from((LOOPBACK, free_port())))
+            .await
+            .unwrap();
+        backend = backend
+            .with_process(Target::Orders, replica.clone())
+            .with_proxy(Target::Orders, proxy.handle());
+        proxies.push(proxy);
+    }
+
+    let down = backend
+        .inject(&fault("orders-down", FaultKind::Outage, Target::Orders))
+        .await
+        .unwrap();
+    let slow = backend
+        .inject(&delay("slow-orders", Target::Orders, 80, None))
+        .await
+        .unwrap();
+    for replica in &replicas {
+        assert_eq!(replica.calls(), ["stop"]);
+    }
+    for proxy in &proxies {
+        assert_eq!(
+            proxy.handle().toxic(),
+            Toxic::Delay {
+                latency: ms(80),
+                jitter: Duration::ZERO
+            }
+        );
+    }
+
+    backend.recover(down).await.unwrap();
+    backend.recover(slow).await.unwrap();
+    backend
+        .inject(&fault("orders-crash", FaultKind::Kill, Target::Orders))
+        .await
+        .unwrap();
+    for replica in &replicas {
+        assert_eq!(replica.calls(), ["stop", "start", "kill", "start"]);
+    }
+    for proxy in &proxies {
+        assert_eq!(proxy.handle().toxic(), Toxic::None);
+    }
+}

@@ -71,7 +71,7 @@ async fn delay_adds_the_latency_to_a_round_trip_and_clears() {
     let handle = proxy.handle();
     let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
     let baseline = round_trip(&mut client, b"before", ms(2000)).await;
-    assert!(baseline < ms(100), "baseline round trip {baseline:?}");
+    assert!(baseline < ms(200), "baseline round trip {baseline:?}");
 
     // On the connection already open, as with HTTP keep-alive or a pool.
     let latency = ms(200);
@@ -102,7 +102,7 @@ async fn delay_adds_the_latency_to_a_round_trip_and_clears() {
 
     handle.clear();
     let after = round_trip(&mut client, b"after", ms(2000)).await;
-    assert!(after < ms(150), "round trip after clearing {after:?}");
+    assert!(after < ms(200), "round trip after clearing {after:?}");
 }
 
 #[tokio::test]
