@@ -7,7 +7,7 @@
 # Binaries land in ${COMMLAB_CACHE:-$HOME/.cache/commlab}/bin/<component>-<version>/.
 set -euo pipefail
 
-# shellcheck source=e2e/cluster/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ "${1:-}" == "--print-bin-dir" ]]; then
@@ -58,7 +58,9 @@ GO
     [[ -f go.mod ]] || go mod init commlab.dev/build/etcd >/dev/null 2>&1
     go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
     go mod tidy >/dev/null
-    go build -trimpath -o "$(component_dir etcd)/etcd" .
+    mkdir -p "$(component_dir etcd)"
+    go build -trimpath -o "$(component_bin etcd).partial" .
+    mv "$(component_bin etcd).partial" "$(component_bin etcd)"
   )
 }
 
@@ -139,7 +141,8 @@ GO
     local pkgs=()
     for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     local out
-    out="$(mktemp -d)"
+    # Build next to the cache so the final mv is an atomic rename.
+    out="$(mktemp -d "$BIN_ROOT/.build.XXXXXX")"
     go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" "${pkgs[@]}"
     for c in "${missing[@]}"; do
       mkdir -p "$(component_dir "$c")"

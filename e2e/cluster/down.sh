@@ -4,7 +4,7 @@
 # Idempotent: does nothing when no cluster is recorded.
 set -euo pipefail
 
-# shellcheck source=e2e/cluster/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Refuse to rm -rf anything that is not plainly a cluster state directory.

@@ -18,6 +18,8 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client, Config, Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The environment variable holding the admin kubeconfig's path.
@@ -85,7 +87,10 @@ where
         dump_namespace(&client, &namespace).await;
     }
     let namespaces: Api<Namespace> = Api::all(client);
-    if let Err(error) = namespaces.delete(&namespace, &DeleteParams::background()).await {
+    if let Err(error) = namespaces
+        .delete(&namespace, &DeleteParams::background())
+        .await
+    {
         eprintln!("warning: could not delete test namespace {namespace}: {error}");
     }
     match outcome {
@@ -123,8 +128,9 @@ async fn create_test_namespace(client: &Client) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// Waits up to `timeout` for the object `name` to satisfy `condition`.
-/// On timeout the error names `what` and shows the object as last seen.
+/// Waits up to `timeout` for the object `name` to satisfy `condition` and
+/// returns it. On timeout the error names `what` and shows the object as last
+/// seen.
 pub async fn wait_for<K>(
     api: &Api<K>,
     name: &str,
@@ -133,12 +139,40 @@ pub async fn wait_for<K>(
     condition: impl Condition<K>,
 ) -> anyhow::Result<K>
 where
-    K: Clone + Debug + Send + serde::de::DeserializeOwned + serde::Serialize + Resource + 'static,
+    K: Clone + Debug + Send + DeserializeOwned + Serialize + Resource + 'static,
+{
+    await_object(api, name, timeout, what, condition)
+        .await?
+        .ok_or_else(|| anyhow!("{name} does not exist, so it cannot show {what}"))
+}
+
+/// Waits up to `timeout` until the object `name` no longer exists.
+pub async fn wait_until_deleted<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()>
+where
+    K: Clone + Debug + Send + DeserializeOwned + Serialize + Resource + 'static,
+{
+    let gone = |object: Option<&K>| object.is_none();
+    await_object(api, name, timeout, "deletion", gone)
+        .await
+        .map(drop)
+}
+
+async fn await_object<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    condition: impl Condition<K>,
+) -> anyhow::Result<Option<K>>
+where
+    K: Clone + Debug + Send + DeserializeOwned + Serialize + Resource + 'static,
 {
     match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
-        Ok(Ok(Some(object))) => Ok(object),
-        Ok(Ok(None)) => Ok(api.get(name).await.with_context(|| format!("{what}: {name} vanished"))?),
-        Ok(Err(error)) => Err(anyhow!(error).context(format!("watching {name} for {what}"))),
+        Ok(result) => result.with_context(|| format!("watching {name} for {what}")),
         Err(_) => {
             let seen = match api.get_opt(name).await {
                 Ok(Some(object)) => serde_json::to_string_pretty(&object).unwrap_or_default(),
@@ -148,28 +182,6 @@ where
             bail!("timed out after {timeout:?} waiting for {what} on {name}; last seen:\n{seen}")
         }
     }
-}
-
-/// Waits up to `timeout` until the object `name` no longer exists.
-pub async fn wait_until_deleted<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::Result<()>
-where
-    K: Clone + Debug + Send + serde::de::DeserializeOwned + serde::Serialize + Resource + 'static,
-{
-    let gone = |object: Option<&K>| object.is_none();
-    wait_for(api, name, timeout, "deletion", gone).await.map(drop).or_else(|error| {
-        // await_condition yields None once the object is gone, and wait_for's
-        // final `get` then fails with NotFound: that is success here.
-        if is_not_found(&error) { Ok(()) } else { Err(error) }
-    })
-}
-
-fn is_not_found(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<kube::Error>(),
-            Some(kube::Error::Api(status)) if status.code == 404
-        )
-    })
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, for at most `timeout`.
@@ -192,15 +204,17 @@ where
 
 /// True when the object carries a condition `type_` with status `"True"`.
 /// Works on any object through its JSON form (`status.conditions`).
-pub fn has_condition<K: serde::Serialize>(object: &K, type_: &str) -> bool {
+pub fn has_condition<K: Serialize>(object: &K, type_: &str) -> bool {
     let Ok(value) = serde_json::to_value(object) else {
         return false;
     };
-    value["status"]["conditions"].as_array().is_some_and(|conditions| {
-        conditions
-            .iter()
-            .any(|c| c["type"] == type_ && c["status"] == "True")
-    })
+    value["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
 }
 
 /// Prints the namespace's events (oldest first) and pods to stderr.
@@ -233,7 +247,10 @@ pub async fn dump_namespace(client: &Client, namespace: &str) {
                 eprintln!(
                     "{} node={} phase={} podIP={} conditions={}",
                     pod.name_any(),
-                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("-"),
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .unwrap_or("-"),
                     status["phase"].as_str().unwrap_or("-"),
                     status["podIP"].as_str().unwrap_or("-"),
                     status["conditions"],
