@@ -150,7 +150,8 @@ fn latency_chart(pattern: &PatternReport) -> Result<String, ReportError> {
     let x_max = x_range(timeline, &pattern.fault_windows);
     let y_max = timeline
         .iter()
-        .map(|r| r.p99_ms.max(r.p50_ms))
+        .flat_map(|r| [r.p50_ms, r.p99_ms])
+        .filter(|ms| ms.is_finite())
         .fold(10.0, f64::max)
         * 2.0;
     let measured = |r: &&TimelineRow| r.offered > 0 && r.p50_ms.is_finite() && r.p99_ms.is_finite();
@@ -551,6 +552,18 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("&quot;evil&quot; &amp; &lt;host&gt;"));
         assert!(html.contains("a &lt; b &amp; c &gt; d"));
+    }
+
+    #[test]
+    fn odd_figures_still_draw() {
+        let mut report = comparison();
+        let timeline = &mut report.patterns[0].timeline;
+        timeline[3].p99_ms = f64::INFINITY;
+        timeline[4].p50_ms = f64::NAN;
+        timeline[5].offered = 0;
+        timeline[6].p50_ms = 0.0;
+        let html = render_html(&report).unwrap();
+        assert!(!html.contains("NaN") && !html.contains("=\"inf"));
     }
 
     #[test]

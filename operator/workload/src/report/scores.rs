@@ -26,13 +26,23 @@ pub const CONSISTENCY_REFERENCE_STALENESS_MS: f64 = 1000.0;
 /// What each moving part of the topology takes off the complexity score.
 pub const COMPLEXITY_POINTS_PER_UNIT: f64 = 5.0;
 
-/// 100 at zero, 50 at `reference`, towards 0 as `value` grows.
+/// 100 at zero, 50 at `reference`, towards 0 as `value` grows; a value that
+/// is not a number scores 0 rather than passing for zero.
 fn falling(value: f64, reference: f64) -> f64 {
+    if value.is_nan() {
+        return 0.0;
+    }
     100.0 * reference / (reference + value.max(0.0))
 }
 
 /// 0 at zero, 50 at `reference`, towards 100 as `value` grows.
 fn rising(value: f64, reference: f64) -> f64 {
+    if value.is_nan() {
+        return 0.0;
+    }
+    if value == f64::INFINITY {
+        return 100.0;
+    }
     let value = value.max(0.0);
     100.0 * value / (reference + value)
 }
@@ -74,7 +84,11 @@ pub fn isolation_faults(faults: &[FaultMeasurement]) -> impl Iterator<Item = &Fa
 pub fn isolation_score(faults: &[FaultMeasurement]) -> Option<f64> {
     let mut worst: BTreeMap<Target, f64> = BTreeMap::new();
     for fault in isolation_faults(faults) {
-        let availability = fault.availability.clamp(0.0, 1.0);
+        let availability = if fault.availability.is_nan() {
+            0.0
+        } else {
+            fault.availability.clamp(0.0, 1.0)
+        };
         worst
             .entry(fault.target)
             .and_modify(|w| *w = w.min(availability))
@@ -193,6 +207,18 @@ mod tests {
         let mut idle = baseline(1.0, 5.0);
         idle.offered_rps = 0.0;
         assert_eq!(performance_score(&idle), None);
+    }
+
+    #[test]
+    fn figures_that_are_not_numbers_score_worst() {
+        let mut broken = baseline(1.0, 5.0);
+        broken.response_ms.p99 = f64::NAN;
+        assert!(
+            performance_score(&broken).unwrap() < performance_score(&baseline(1.0, 5.0)).unwrap()
+        );
+        assert_eq!(isolation_score(&[catalog_down(f64::NAN)]), Some(0.0));
+        let topology = Topology::of(Pattern::DirectApiCall, &Components::default());
+        assert_eq!(scalability_score(Some(f64::NAN), &topology), Some(0.0));
     }
 
     #[test]
