@@ -3,6 +3,7 @@
 #
 #   e2e/cluster/build.sh                  build what is missing, print the bin root
 #   e2e/cluster/build.sh --print-bin-dir  print the bin root only
+#   e2e/cluster/build.sh --print-bin NAME print one binary's path (e.g. kubectl, helm)
 #
 # Binaries land in ${COMMLAB_CACHE:-$HOME/.cache/commlab}/bin/<component>-<version>/.
 set -euo pipefail
@@ -10,10 +11,19 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ "${1:-}" == "--print-bin-dir" ]]; then
-  echo "$BIN_ROOT"
-  exit 0
-fi
+case "${1:-}" in
+  --print-bin-dir)
+    echo "$BIN_ROOT"
+    exit 0
+    ;;
+  --print-bin)
+    [[ -n "${2:-}" ]] || die "usage: build.sh --print-bin NAME (one of: ${COMPONENTS[*]})"
+    component_bin "$2"
+    exit 0
+    ;;
+  "") ;;
+  *) die "unknown argument: $1 (usage: build.sh [--print-bin-dir | --print-bin NAME])" ;;
+esac
 
 command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go >= 1.24 to build the control plane"
 
@@ -157,7 +167,10 @@ build_kwok() {
 }
 
 build_helm() {
-  GOBIN="$(component_dir helm)" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # helm reports only its minor version unless the release build's ldflag is set.
+  GOBIN="$(component_dir helm)" go install -trimpath \
+    -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 total_start=$(date +%s)

@@ -35,12 +35,16 @@ component_version() {
 
 # component_dir NAME: the cache directory holding one component's binary.
 component_dir() {
-  echo "$BIN_ROOT/$1-$(component_version "$1")"
+  local version
+  version="$(component_version "$1")" || return 1
+  echo "$BIN_ROOT/$1-$version"
 }
 
 # component_bin NAME: the full path of one component's binary.
 component_bin() {
-  echo "$(component_dir "$1")/$1"
+  local dir
+  dir="$(component_dir "$1")" || return 1
+  echo "$dir/$1"
 }
 
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)

@@ -175,7 +175,13 @@ where
         Ok(result) => result.with_context(|| format!("watching {name} for {what}")),
         Err(_) => {
             let seen = match api.get_opt(name).await {
-                Ok(Some(object)) => serde_json::to_string_pretty(&object).unwrap_or_default(),
+                Ok(Some(object)) => {
+                    let mut value = serde_json::to_value(&object).unwrap_or_default();
+                    if let Some(metadata) = value["metadata"].as_object_mut() {
+                        metadata.remove("managedFields");
+                    }
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                }
                 Ok(None) => "(it does not exist)".to_string(),
                 Err(error) => format!("(could not read it: {error})"),
             };
