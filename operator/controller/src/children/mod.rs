@@ -154,11 +154,19 @@ mod tests {
     }
 
     fn build(cp: &CommunicationPattern) -> Children {
-        desired(cp, &BuildInputs { config: &OperatorConfig::default(), database_password: "secret" })
+        desired(
+            cp,
+            &BuildInputs {
+                config: &OperatorConfig::default(),
+                database_password: "secret",
+            },
+        )
     }
 
     fn all_meta(c: &Children) -> Vec<&ObjectMeta> {
-        c.config_maps.iter().map(|o| o.meta())
+        c.config_maps
+            .iter()
+            .map(|o| o.meta())
             .chain(c.secrets.iter().map(|o| o.meta()))
             .chain(c.services.iter().map(|o| o.meta()))
             .chain(c.deployments.iter().map(|o| o.meta()))
@@ -174,22 +182,41 @@ mod tests {
             assert_eq!(labels[labels::INSTANCE], "shop");
             assert_eq!(labels[labels::MANAGED_BY], labels::MANAGER);
             assert!(labels.contains_key(labels::COMPONENT));
-            assert!(is_owned_by(meta.owner_references.as_ref(), "uid-1"), "{:?}", meta.name);
+            assert!(
+                is_owned_by(meta.owner_references.as_ref(), "uid-1"),
+                "{:?}",
+                meta.name
+            );
             assert_eq!(meta.namespace.as_deref(), Some("lab"));
         }
     }
 
     #[test]
     fn a_broker_only_for_patterns_that_need_one() {
-        let names = |c: &Children| c.stateful_sets.iter().map(|s| s.meta().name.clone().unwrap()).collect::<Vec<_>>();
-        assert_eq!(names(&build(&pattern(Pattern::DirectApiCall, 1))), ["shop-database"]);
-        assert_eq!(names(&build(&pattern(Pattern::CacheWithUpdateEvents, 1))), ["shop-database", "shop-broker"]);
+        let names = |c: &Children| {
+            c.stateful_sets
+                .iter()
+                .map(|s| s.meta().name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&build(&pattern(Pattern::DirectApiCall, 1))),
+            ["shop-database"]
+        );
+        assert_eq!(
+            names(&build(&pattern(Pattern::CacheWithUpdateEvents, 1))),
+            ["shop-database", "shop-broker"]
+        );
     }
 
     #[test]
     fn replicas_come_from_the_spec() {
         let children = build(&pattern(Pattern::DirectApiCall, 3));
-        let orders = children.deployments.iter().find(|d| d.meta().name.as_deref() == Some("shop-orders")).unwrap();
+        let orders = children
+            .deployments
+            .iter()
+            .find(|d| d.meta().name.as_deref() == Some("shop-orders"))
+            .unwrap();
         assert_eq!(orders.spec.as_ref().unwrap().replicas, Some(3));
     }
 
@@ -207,13 +234,28 @@ mod tests {
     #[test]
     fn a_pattern_change_rolls_the_services_pods() {
         let digest_of = |c: &Children| {
-            c.deployments[0].spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-                [services::CONFIG_DIGEST]
+            c.deployments[0]
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[services::CONFIG_DIGEST]
                 .clone()
         };
         let direct = build(&pattern(Pattern::DirectApiCall, 1));
-        assert_eq!(digest_of(&direct), digest_of(&build(&pattern(Pattern::DirectApiCall, 1))));
-        assert_ne!(digest_of(&direct), digest_of(&build(&pattern(Pattern::AsyncPolling, 1))));
+        assert_eq!(
+            digest_of(&direct),
+            digest_of(&build(&pattern(Pattern::DirectApiCall, 1)))
+        );
+        assert_ne!(
+            digest_of(&direct),
+            digest_of(&build(&pattern(Pattern::AsyncPolling, 1)))
+        );
     }
 
     #[test]
@@ -222,7 +264,10 @@ mod tests {
         let secret = &children.secrets[0];
         assert_eq!(secret.data.as_ref().unwrap()[PASSWORD_KEY].0, b"secret");
         let text = serde_json::to_string(&children.deployments).unwrap();
-        assert!(!text.contains("secret\""), "the password must not be inlined in pod specs");
+        assert!(
+            !text.contains("secret\""),
+            "the password must not be inlined in pod specs"
+        );
         assert!(text.contains("$(DATABASE_PASSWORD)"));
     }
 }

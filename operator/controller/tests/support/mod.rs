@@ -1,0 +1,357 @@
+//! Helpers for the operator tests: CRDs, example manifests, the operator as
+//! a process, and the chart's RBAC with a ServiceAccount token.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use commlab_api::CommunicationPattern;
+use commlab_e2e::poll_until;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+    discovery::{ApiResource, Discovery},
+};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+const FIELD_MANAGER: &str = "commlab-tests";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Applies the CRDs as `crdgen` renders them and waits until they are Established.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in commlab_api::crds() {
+        let name = crd.name_any();
+        let mut body = serde_json::to_value(&crd)?;
+        body["apiVersion"] = "apiextensions.k8s.io/v1".into();
+        body["kind"] = "CustomResourceDefinition".into();
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+        poll_until(
+            Duration::from_secs(30),
+            "the CRD to be Established",
+            || async {
+                Ok(
+                    commlab_e2e::has_condition(&crds.get(&name).await?, "Established")
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub fn example(file: &str) -> anyhow::Result<Value> {
+    let path = repo_root().join("examples").join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Every example that is a CommunicationPattern.
+pub fn pattern_examples() -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(repo_root().join("examples"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let value = example(path.file_name().unwrap().to_str().unwrap())?;
+        if value["kind"] == "CommunicationPattern" {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates a CommunicationPattern from a manifest and returns its name.
+pub async fn apply_manifest(client: &Client, ns: &str, manifest: &Value) -> anyhow::Result<String> {
+    let cp: CommunicationPattern = serde_json::from_value(manifest.clone())?;
+    let api: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
+    Ok(api.create(&PostParams::default(), &cp).await?.name_any())
+}
+
+/// Waits until the operator has seen the latest generation and reports Ready.
+pub async fn wait_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<CommunicationPattern> {
+    let api: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
+    poll_until(timeout, &format!("{name} to be Ready"), || async {
+        let cp = api.get(name).await?;
+        let status = cp.status.as_ref();
+        let current = status.and_then(|s| s.observed_generation) == cp.metadata.generation;
+        let ready = status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        Ok((current && ready).then_some(cp))
+    })
+    .await
+}
+
+/// `kind/name → resourceVersion` of every child labelled as the instance's.
+pub async fn owned_resource_versions(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let selector = commlab_controller::labels::owned_by(instance);
+    let mut out = BTreeMap::new();
+    async fn collect<K>(
+        client: &Client,
+        ns: &str,
+        selector: &str,
+        out: &mut BTreeMap<String, String>,
+    ) -> anyhow::Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        for o in api
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await?
+        {
+            // Objects being deleted are already gone as far as the owner is concerned.
+            if o.meta().deletion_timestamp.is_none() {
+                out.insert(
+                    format!("{}/{}", K::kind(&()), o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        }
+        Ok(())
+    }
+    collect::<Deployment>(client, ns, &selector, &mut out).await?;
+    collect::<StatefulSet>(client, ns, &selector, &mut out).await?;
+    collect::<Service>(client, ns, &selector, &mut out).await?;
+    collect::<Secret>(client, ns, &selector, &mut out).await?;
+    collect::<ConfigMap>(client, ns, &selector, &mut out).await?;
+    Ok(out)
+}
+
+/// The operator binary running as a process, stopped on drop.
+pub struct Operator {
+    _child: Child,
+    metrics_url: String,
+    _kubeconfig: Option<tempfile::NamedTempFile>,
+}
+
+impl Operator {
+    /// With the admin kubeconfig.
+    pub async fn start_admin(ns: &str) -> anyhow::Result<Self> {
+        Self::start(ns, commlab_e2e::kubeconfig_path()?, None).await
+    }
+
+    /// With a ServiceAccount token, and nothing else, for its credentials.
+    pub async fn start_with_token(ns: &str, token: &str) -> anyhow::Result<Self> {
+        let admin: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(commlab_e2e::kubeconfig_path()?)?)?;
+        let cluster = admin["clusters"][0]["cluster"].clone();
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{ "name": "local", "cluster": cluster }],
+            "users": [{ "name": "sa", "user": { "token": token } }],
+            "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": "sa", "namespace": ns } }],
+        });
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), serde_yaml::to_string(&config)?)?;
+        Self::start(ns, file.path().to_owned(), Some(file)).await
+    }
+
+    async fn start(
+        ns: &str,
+        kubeconfig: PathBuf,
+        keep: Option<tempfile::NamedTempFile>,
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_commlab-operator"))
+            .args([
+                "run",
+                "--namespace",
+                ns,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting commlab-operator")?;
+        let operator = Self {
+            _child: child,
+            metrics_url: format!("http://127.0.0.1:{port}"),
+            _kubeconfig: keep,
+        };
+        poll_until(
+            Duration::from_secs(20),
+            "the operator's /readyz",
+            || async {
+                Ok(reqwest::get(format!("{}/readyz", operator.metrics_url))
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+        Ok(operator)
+    }
+
+    async fn metric(&self, line_start: &str) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn reconciles(&self) -> anyhow::Result<u64> {
+        self.metric("commlab_operator_reconciles_total ").await
+    }
+
+    pub async fn failures(&self, category: &str) -> anyhow::Result<u64> {
+        self.metric(&format!(
+            "commlab_operator_reconcile_failures_total{{category=\"{category}\"}}"
+        ))
+        .await
+    }
+}
+
+/// Installs the chart's ServiceAccount and RBAC scoped to `ns` (as `helm
+/// template` renders them), optionally without the rule whose resources
+/// include `drop_rule_for`, and returns a token for the ServiceAccount.
+pub async fn install_chart_rbac(
+    client: &Client,
+    ns: &str,
+    drop_rule_for: Option<&str>,
+) -> anyhow::Result<String> {
+    let helm = std::env::var("COMMLAB_HELM")
+        .context("COMMLAB_HELM must name the helm binary (scripts/test.sh sets it)")?;
+    // A helm built with `go install` assumes Kubernetes v1.20 unless told.
+    let kube_version = client.apiserver_version().await?.git_version;
+    let output = Command::new(helm)
+        .args([
+            "template",
+            "commlab",
+            &repo_root().join("charts/commlab").to_string_lossy(),
+            "--namespace",
+            ns,
+        ])
+        .args(["--kube-version", &kube_version])
+        .args(["--set", &format!("watchNamespace={ns}")])
+        .args([
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ])
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let mut service_account = None;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut value: Value = serde::Deserialize::deserialize(doc)?;
+        if value.is_null() {
+            continue;
+        }
+        if let (Some(rule), Some(rules)) = (
+            drop_rule_for,
+            value.get_mut("rules").and_then(Value::as_array_mut),
+        ) {
+            rules.retain(|r| {
+                !r["resources"]
+                    .as_array()
+                    .is_some_and(|res| res.iter().any(|x| x == rule))
+            });
+        }
+        let object: DynamicObject = serde_json::from_value(value.clone())?;
+        let types = object
+            .types
+            .clone()
+            .context("manifest without apiVersion/kind")?;
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let (resource, _) = discovery
+            .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+                group,
+                version,
+                &types.kind,
+            ))
+            .with_context(|| format!("unknown kind {}", types.kind))?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &ApiResource::from(resource));
+        api.patch(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(value),
+        )
+        .await?;
+        if types.kind == "ServiceAccount" {
+            service_account = Some(object.name_any());
+        }
+    }
+    let service_account = service_account.context("the chart rendered no ServiceAccount")?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let response = accounts
+        .create_token_request(&service_account, &PostParams::default(), &request)
+        .await?;
+    Ok(response
+        .status
+        .context("TokenRequest without status")?
+        .token)
+}
