@@ -25,10 +25,14 @@ case "${1:-}" in
   *) die "unknown argument: $1 (usage: build.sh [--print-bin-dir | --print-bin NAME])" ;;
 esac
 
-command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go >= 1.24 to build the control plane"
-
+lock build
 export CGO_ENABLED=0
 mkdir -p "$BIN_ROOT" "$SRC_ROOT"
+
+need_go() {
+  command -v go >/dev/null 2>&1 ||
+    die "go is not on PATH; install Go >= 1.24 to build the control plane (missing: $*)"
+}
 
 have() { [[ -x "$(component_bin "$1")" ]]; }
 
@@ -36,6 +40,7 @@ have() { [[ -x "$(component_bin "$1")" ]]; }
 timed() {
   local name="$1" start end
   shift
+  need_go "$name"
   log "build $name: start"
   start=$(date +%s)
   "$@"

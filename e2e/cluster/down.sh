@@ -7,6 +7,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# One up.sh or down.sh at a time; up.sh already holds the lock when it calls us.
+[[ -n "${COMMLAB_CLUSTER_LOCKED:-}" ]] || lock cluster
+
 # Refuse to rm -rf anything that is not plainly a cluster state directory.
 case "$COMMLAB_CLUSTER_DIR" in
   "" | "/" | "$HOME" | "$HOME/") die "refusing to remove COMMLAB_CLUSTER_DIR=$COMMLAB_CLUSTER_DIR" ;;

@@ -49,6 +49,17 @@ component_bin() {
 
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
+# lock NAME: hold an exclusive lock on $COMMLAB_CACHE/NAME.lock (fd 9) until
+# the script exits, so concurrent runs of the same script take turns.
+lock() {
+  mkdir -p "$COMMLAB_CACHE"
+  exec 9>"$COMMLAB_CACHE/$1.lock"
+  if ! flock -n 9; then
+    log "waiting for another $1 run to finish ($COMMLAB_CACHE/$1.lock)"
+    flock 9
+  fi
+}
+
 log() {
   printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
 }

@@ -12,6 +12,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# One up.sh or down.sh at a time (the lock is released when the script exits).
+lock cluster
+
 # How many fake nodes to register; each fits 200 pods, 32 CPUs, 128 GiB.
 FAKE_NODES="${COMMLAB_FAKE_NODES:-2}"
 START_TIMEOUT="${COMMLAB_START_TIMEOUT:-60}"
@@ -55,7 +58,7 @@ if cluster_healthy; then
 fi
 if [[ -d "$COMMLAB_CLUSTER_DIR" ]]; then
   log "found a stale or partial cluster in $COMMLAB_CLUSTER_DIR; tearing it down first"
-  "$CLUSTER_SCRIPT_DIR/down.sh" >&2
+  COMMLAB_CLUSTER_LOCKED=1 "$CLUSTER_SCRIPT_DIR/down.sh" >&2
 fi
 
 start_ns=$(date +%s%N)
@@ -80,7 +83,7 @@ on_exit() {
   done
   if [[ -z "${COMMLAB_KEEP_FAILED:-}" ]]; then
     log "stopping what was started (set COMMLAB_KEEP_FAILED=1 to keep it for debugging)"
-    "$CLUSTER_SCRIPT_DIR/down.sh" >&2 || true
+    COMMLAB_CLUSTER_LOCKED=1 "$CLUSTER_SCRIPT_DIR/down.sh" >&2 || true
   fi
   exit "$rc"
 }
@@ -188,7 +191,9 @@ start() {
   local name="$1" bin pid
   shift
   bin="$(component_bin "$name")"
-  setsid "$bin" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- &
+  # Close fd 3 (our stderr) and fd 9 (the lock) in the child: a daemon holding
+  # them would keep pipes open and the lock taken.
+  setsid "$bin" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 9>&- &
   pid=$!
   echo "$pid $bin" >"$PID_DIR/$name.pid"
   for _ in $(seq 1 100); do
