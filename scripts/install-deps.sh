@@ -17,7 +17,4 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's postgresql package may start a cluster of its own; ours are
-# throw-away clusters on free ports, so the packaged one is not needed.
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
-command -v go >/dev/null || { echo "go is missing: the local Kubernetes control plane is built with Go" >&2; exit 1; }
