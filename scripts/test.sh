@@ -17,6 +17,9 @@ shellcheck scripts/*.sh e2e/cluster/*.sh .ci/run
 
 step "build the local control plane (cached)"
 e2e/cluster/build.sh
+COMMLAB_KUBECTL="$(e2e/cluster/build.sh --print-bin kubectl)"
+COMMLAB_HELM="$(e2e/cluster/build.sh --print-bin helm)"
+export COMMLAB_KUBECTL COMMLAB_HELM
 
 step "start the local control plane"
 kubeconfig="$(e2e/cluster/up.sh | tail -n 1)"
