@@ -75,6 +75,7 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         config: options.config,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        backoff: context::Backoff::default(),
     });
     let (patterns, children_api) = match &options.namespace {
         Some(ns) => (
