@@ -77,38 +77,8 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         metrics,
         backoff: context::Backoff::default(),
     });
-    let (patterns, children_api) = match &options.namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<CommunicationPattern>>::namespaced(client.clone(), ns),
-            Some(ns.clone()),
-        ),
-        None => (Api::all(client.clone()), None),
-    };
-    let api = |c: &Client| -> (
-        Api<Deployment>,
-        Api<StatefulSet>,
-        Api<Service>,
-        Api<Secret>,
-        Api<ConfigMap>,
-    ) {
-        match &children_api {
-            Some(ns) => (
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-            ),
-            None => (
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-            ),
-        }
-    };
-    let (deployments, stateful_sets, services, secrets, config_maps) = api(&client);
+    let ns = options.namespace.as_deref();
+    let patterns: Api<DeserializeGuard<CommunicationPattern>> = scoped(&client, ns);
     // Children are watched by label only, so the operator's caches hold its
     // own objects and not every Secret of the cluster.
     let owned =
@@ -116,11 +86,11 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
     ready.store(true, Ordering::Relaxed);
     Controller::new(patterns, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(options.concurrency))
-        .owns(deployments, owned.clone())
-        .owns(stateful_sets, owned.clone())
-        .owns(services, owned.clone())
-        .owns(secrets, owned.clone())
-        .owns(config_maps, owned)
+        .owns(scoped::<Deployment>(&client, ns), owned.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+        .owns(scoped::<Service>(&client, ns), owned.clone())
+        .owns(scoped::<Secret>(&client, ns), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), owned)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -132,4 +102,16 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
     info!("controller stopped; shutting down");
     server.abort();
     Ok(())
+}
+
+/// An API over one namespace, or over all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

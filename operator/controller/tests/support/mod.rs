@@ -22,7 +22,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DynamicObject, Patch, PatchParams, PostParams},
-    discovery::{ApiResource, Discovery},
+    discovery::Discovery,
 };
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -325,8 +325,7 @@ pub async fn install_chart_rbac(
                 &types.kind,
             ))
             .with_context(|| format!("unknown kind {}", types.kind))?;
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), ns, &ApiResource::from(resource));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
         api.patch(
             &object.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
