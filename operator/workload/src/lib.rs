@@ -4,3 +4,4 @@ pub mod services;
 pub mod report;
 pub mod load;
 pub mod measure;
+pub mod infra;

@@ -115,3 +115,27 @@ pub fn price_replies_stream() -> stream::Config {
         ..Default::default()
     }
 }
+
+/// How long a durable consumer's message may stay unacknowledged before the
+/// broker offers it again. Short, because the message may have gone to a
+/// consumer that died; duplicates are harmless (orders prices an order once).
+pub const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads a durable pull consumer with short pull requests.
+///
+/// The broker hands messages to any pull request that has not expired. When
+/// the consumer that sent one is cut off without its connection closing (a
+/// network partition), what goes to that request waits for `ACK_WAIT` and is
+/// then offered again, possibly to the same stale request. A 1 s expiry
+/// instead of the client's default 30 s keeps such requests short-lived.
+pub async fn pull_messages(
+    consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+) -> Result<jetstream::consumer::pull::Stream> {
+    consumer
+        .stream()
+        .expires(Duration::from_secs(1))
+        .heartbeat(Duration::from_millis(400))
+        .messages()
+        .await
+        .map_err(|e| Error::unavailable(Dependency::Broker, e))
+}

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use crate::{
     error::{Dependency, Error, Result},
     services::{
-        broker::{Broker, price_replies_stream, price_requests_stream},
+        broker::{ACK_WAIT, Broker, price_replies_stream, price_requests_stream, pull_messages},
         catalog::store::Store,
         http::Readiness,
         protocol::{CATALOG_CONSUMER, PriceReply, PriceRequest},
@@ -38,7 +38,7 @@ pub async fn answer_forever(broker: Broker, store: Store, ready: Readiness) {
     loop {
         let consumer = until_ok("binding the price request consumer", || bind(&broker)).await;
         ready.set_ready();
-        let mut messages = match consumer.messages().await {
+        let mut messages = match pull_messages(&consumer).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, "cannot read price requests");
@@ -76,7 +76,7 @@ async fn bind(broker: &Broker) -> Result<async_nats::jetstream::consumer::Consum
             pull::Config {
                 durable_name: Some(CATALOG_CONSUMER.into()),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(5),
+                ack_wait: ACK_WAIT,
                 ..Default::default()
             },
         )

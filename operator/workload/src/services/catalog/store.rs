@@ -16,7 +16,7 @@ use crate::{
 
 /// Serialises schema creation and seeding between catalog replicas that
 /// start together (`CREATE TABLE IF NOT EXISTS` alone can race).
-const SCHEMA_LOCK: i64 = 0x636f_6d6d_6c61_62; // "commlab"
+const SCHEMA_LOCK: i64 = 0x0063_6f6d_6d6c_6162; // "commlab" in ASCII
 
 const PRODUCT_COLUMNS: &str = "id::bigint, name, price_cents, version, updated_at";
 

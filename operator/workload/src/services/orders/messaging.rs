@@ -19,7 +19,7 @@ use futures::StreamExt;
 use crate::{
     error::{Dependency, Error, Result},
     services::{
-        broker::{Broker, price_replies_stream, price_requests_stream},
+        broker::{ACK_WAIT, Broker, price_replies_stream, price_requests_stream, pull_messages},
         http::Readiness,
         orders::book::OrderBook,
         protocol::{
@@ -101,7 +101,7 @@ pub async fn follow_replies(
         })
         .await;
         ready.set_ready();
-        let mut messages = match consumer.messages().await {
+        let mut messages = match pull_messages(&consumer).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, "cannot read price replies");
@@ -143,7 +143,7 @@ async fn bind(
                 durable_name: Some(name.clone()),
                 filter_subject: price_replies_subject(replica_id),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(5),
+                ack_wait: ACK_WAIT,
                 ..Default::default()
             },
         )
