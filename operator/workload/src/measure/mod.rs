@@ -28,6 +28,8 @@
 //!   (any status) or until the request timed out or failed, so a stalled
 //!   server shows up in full (no coordinated omission). Dropped checkouts were
 //!   never sent and have no latency.
+//! - **service time** ([`Recording::service_time`]): from the actual send
+//!   until the answer; it leaves out the load generator's own lag.
 //! - **completion latency**: from the scheduled send time until the checkout
 //!   was priced: the `200` answer for synchronous patterns, the completion
 //!   seen on `orders.completed` for `AsyncMessaging`.
@@ -171,6 +173,8 @@ struct Judged {
     lag_us: Option<u64>,
     /// Ended minus scheduled; `None` when dropped.
     response_us: Option<u64>,
+    /// Ended minus sent (the service time); `None` when dropped.
+    service_us: Option<u64>,
     ok: bool,
     /// Priced minus scheduled; `None` when never priced.
     completion_us: Option<u64>,
@@ -271,6 +275,10 @@ impl Recording {
                 scheduled_us,
                 lag_us: record.sent.map(since_scheduled),
                 response_us: record.ended.map(since_scheduled),
+                service_us: match (record.sent, record.ended) {
+                    (Some(sent), Some(ended)) => Some(micros(ended.saturating_sub(sent))),
+                    _ => None,
+                },
                 ok,
                 completion_us: priced.map(|(at, _)| since_scheduled(at)),
                 staleness_us,
@@ -469,6 +477,13 @@ impl Recording {
                 }
             })
             .collect()
+    }
+
+    /// The raw service time of checkouts scheduled in `window`: from the
+    /// actual send until the answer. Beside the latency from the scheduled
+    /// time, it tells the load generator's lag apart from orders' slowness.
+    pub fn service_time(&self, window: Range<Duration>) -> LatencyMs {
+        self.slice(window).iter().filter_map(|c| c.service_us).collect::<Micros>().latency()
     }
 
     /// How far the sends of checkouts scheduled in `window` fell behind.

@@ -105,6 +105,9 @@ fn a_stalled_loader_does_not_hide_latency() {
     assert!(phase.response_ms.p99 >= 180.0, "{:?}", phase.response_ms);
     assert_eq!(phase.response_ms.p50, 1.0);
     assert_eq!(phase.behind_schedule_ms, 200.0);
+    // From the actual send, every checkout took 1 ms: what a closed-loop
+    // load generator would have reported.
+    assert_eq!(recording.service_time(ms(0)..ms(2000)).max, 1.0);
     let lag = recording.schedule_lag(ms(0)..ms(2000));
     assert_eq!(lag.max_ms, 200.0);
     assert!(lag.p99_ms >= 180.0, "{lag:?}");
