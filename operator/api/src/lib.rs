@@ -7,6 +7,7 @@ pub mod duration;
 pub mod pattern;
 pub mod pattern_comparison;
 pub mod results;
+pub mod validate;
 
 pub use communication_pattern::{
     Broker, BrokerKind, Cache, CacheKind, CommunicationPattern, CommunicationPatternSpec,
@@ -20,3 +21,4 @@ pub use pattern_comparison::{
     Axis, AxisRanking, PatternComparison, PatternComparisonSpec, PatternComparisonStatus,
     PatternRun,
 };
+pub use validate::{InvalidSpec, SpecProblem};
