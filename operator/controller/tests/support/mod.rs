@@ -28,8 +28,11 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 const FIELD_MANAGER: &str = "commlab-tests";
+/// Longest a helm command may run (install waits for nothing, so this is ample).
+const HELM_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn repo_root() -> PathBuf {
+/// The repository root (`operator/controller/../..`).
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -263,35 +266,19 @@ pub async fn install_chart_rbac(
     ns: &str,
     drop_rule_for: Option<&str>,
 ) -> anyhow::Result<String> {
-    let helm = std::env::var("COMMLAB_HELM")
-        .context("COMMLAB_HELM must name the helm binary (scripts/test.sh sets it)")?;
-    // A helm built with `go install` assumes Kubernetes v1.20 unless told.
-    let kube_version = client.apiserver_version().await?.git_version;
-    let output = Command::new(helm)
-        .args([
-            "template",
-            "commlab",
-            &repo_root().join("charts/commlab").to_string_lossy(),
-            "--namespace",
-            ns,
-        ])
-        .args(["--kube-version", &kube_version])
-        .args(["--set", &format!("watchNamespace={ns}")])
-        .args([
+    let text = helm_template(
+        client,
+        ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
             "--show-only",
             "templates/serviceaccount.yaml",
             "--show-only",
             "templates/rbac.yaml",
-        ])
-        .output()
-        .await?;
-    if !output.status.success() {
-        bail!(
-            "helm template failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let text = String::from_utf8(output.stdout)?;
+        ],
+    )
+    .await?;
     let discovery = Discovery::new(client.clone()).run().await?;
     let mut service_account = None;
     for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -353,4 +340,57 @@ pub async fn install_chart_rbac(
         .status
         .context("TokenRequest without status")?
         .token)
+}
+
+/// The chart's directory, `charts/commlab`.
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/commlab")
+}
+
+/// Runs the helm from `COMMLAB_HELM` with the admin kubeconfig, for at most
+/// [`HELM_TIMEOUT`]; its output whatever its exit status.
+pub async fn helm(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let helm = std::env::var("COMMLAB_HELM")
+        .context("COMMLAB_HELM must name the helm binary (scripts/test.sh sets it)")?;
+    let mut command = Command::new(&helm);
+    command
+        .args(args)
+        .env("KUBECONFIG", commlab_e2e::kubeconfig_path()?)
+        .kill_on_drop(true);
+    tokio::time::timeout(HELM_TIMEOUT, command.output())
+        .await
+        .with_context(|| format!("helm {} took longer than {HELM_TIMEOUT:?}", args.join(" ")))?
+        .with_context(|| format!("running {helm}"))
+}
+
+/// `--kube-version` for helm: the API server's version. A helm built with
+/// `go install` otherwise assumes Kubernetes v1.20.
+pub async fn kube_version(client: &Client) -> anyhow::Result<String> {
+    Ok(client.apiserver_version().await?.git_version)
+}
+
+/// `helm template commlab <chart> --namespace <ns>` for the API server's
+/// Kubernetes version with `extra` arguments: the rendered manifests, or an
+/// error with helm's message.
+pub async fn helm_template(client: &Client, ns: &str, extra: &[&str]) -> anyhow::Result<String> {
+    let chart = chart_dir();
+    let kube_version = kube_version(client).await?;
+    let mut args = vec![
+        "template",
+        "commlab",
+        chart.to_str().context("chart path is not UTF-8")?,
+        "--namespace",
+        ns,
+        "--kube-version",
+        &kube_version,
+    ];
+    args.extend_from_slice(extra);
+    let output = helm(&args).await?;
+    if !output.status.success() {
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }

@@ -1,0 +1,269 @@
+//! The Helm chart `charts/commlab`: it lints clean, renders manifests the
+//! real API server accepts, installs an operator Deployment that becomes
+//! Available (kwok plays the kubelet), ships the generated CRDs unchanged, and
+//! its values schema refuses bad values.
+//!
+//! Needs a running cluster and the kubectl and helm built with it:
+//! `export COMMLAB_KUBECONFIG=$(e2e/cluster/up.sh)`, `COMMLAB_KUBECTL` and
+//! `COMMLAB_HELM` (`scripts/test.sh` sets all three).
+
+#[allow(dead_code)] // each test binary uses part of the helpers
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use commlab_e2e::{has_condition, wait_for, with_temp_namespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+use support::{chart_dir, helm, helm_template, install_crds, kube_version, repo_root};
+
+/// The environment variable naming the kubectl binary built with the cluster.
+const KUBECTL_ENV: &str = "COMMLAB_KUBECTL";
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+const AVAILABLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The release name the tests install; the Deployment is `<release>-operator`.
+const RELEASE: &str = "commlab";
+/// Any image will do: kwok runs no containers.
+const IMAGE_REPOSITORY: &str = "registry.invalid/commlab/commlab";
+
+/// Sorted `(file name, bytes)` of the `*.yaml` files in `dir`.
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".yaml") {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.push((name, bytes));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `kubectl apply --dry-run=server -f -` in `ns` with `manifests` on stdin:
+/// stdout, or an error with what kubectl said. Warnings fail too: the API
+/// server accepts a deprecated or dubious field with a warning.
+async fn kubectl_apply_dry_run(ns: &str, manifests: &str) -> anyhow::Result<String> {
+    let kubectl = std::env::var(KUBECTL_ENV).map_err(|_| {
+        anyhow!(
+            "{KUBECTL_ENV} must name the kubectl binary: export {KUBECTL_ENV}=$(source \
+             e2e/cluster/lib.sh; component_bin kubectl) (scripts/test.sh does)"
+        )
+    })?;
+    let mut child = Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(commlab_e2e::kubeconfig_path()?)
+        .args(["apply", "--dry-run=server", "--namespace", ns, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {kubectl}"))?;
+    let mut stdin = child.stdin.take().context("kubectl without stdin")?;
+    stdin.write_all(manifests.as_bytes()).await?;
+    drop(stdin);
+    let output = tokio::time::timeout(KUBECTL_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            anyhow!("kubectl apply --dry-run=server took longer than {KUBECTL_TIMEOUT:?}")
+        })??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success() && stderr.trim().is_empty(),
+        "kubectl apply --dry-run=server ({}):\n{stderr}{stdout}",
+        output.status
+    );
+    Ok(stdout)
+}
+
+#[test]
+fn the_charts_crds_are_the_generated_crds() -> anyhow::Result<()> {
+    let generated = yaml_files(&repo_root().join("crds"))?;
+    let shipped = yaml_files(&chart_dir().join("crds"))?;
+    ensure!(!generated.is_empty(), "crds/ holds no CRD");
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    ensure!(
+        names(&generated) == names(&shipped),
+        "crds/ holds {:?} but charts/commlab/crds/ holds {:?}; run `cargo run -p commlab-controller --bin crdgen`",
+        names(&generated),
+        names(&shipped)
+    );
+    for ((name, generated), (_, shipped)) in generated.iter().zip(&shipped) {
+        ensure!(
+            generated == shipped,
+            "charts/commlab/crds/{name} differs from crds/{name}; run `cargo run -p commlab-controller --bin crdgen`"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn helm_lint_reports_no_error_or_warning() -> anyhow::Result<()> {
+    let client = commlab_e2e::client().await?;
+    let kube_version = kube_version(&client).await?;
+    let chart = chart_dir();
+    let chart = chart.to_str().context("chart path is not UTF-8")?;
+    for extra in [&[][..], &["--set", "watchNamespace=commlab"][..]] {
+        let mut args = vec!["lint", chart, "--strict", "--kube-version", &kube_version];
+        args.extend_from_slice(extra);
+        let output = helm(&args).await?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let complaints: Vec<_> = text
+            .lines()
+            .filter(|l| l.contains("[ERROR]") || l.contains("[WARNING]"))
+            .collect();
+        ensure!(
+            output.status.success() && complaints.is_empty(),
+            "helm {} ({}):\n{text}",
+            args.join(" "),
+            output.status
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn helm_template_passes_a_server_side_dry_run() -> anyhow::Result<()> {
+    with_temp_namespace(|client, ns| async move {
+        // Both RBAC shapes: a ClusterRole (every namespace) and a Role (one).
+        let watch_one = format!("watchNamespace={ns}");
+        for extra in [&[][..], &["--set", &watch_one][..]] {
+            let manifests = helm_template(&client, &ns, extra).await?;
+            let applied = kubectl_apply_dry_run(&ns, &manifests).await?;
+            for kind in [
+                "serviceaccount/",
+                "deployment.apps/",
+                "role.rbac",
+                "rolebinding.rbac",
+            ] {
+                ensure!(
+                    applied.to_lowercase().contains(kind),
+                    "the dry run with {extra:?} did not apply a {kind}: {applied}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn helm_install_brings_the_operator_deployment_to_available() -> anyhow::Result<()> {
+    with_temp_namespace(|client, ns| async move {
+        // As the chart's crds/ folder would, before the release.
+        install_crds(&client).await?;
+        let chart = chart_dir();
+        let install = [
+            "install",
+            RELEASE,
+            chart.to_str().context("chart path is not UTF-8")?,
+            "--namespace",
+            &ns,
+            "--skip-crds",
+            "--set",
+            &format!("image.repository={IMAGE_REPOSITORY}"),
+            // A Role in the test namespace: nothing cluster-wide to collide
+            // with other tests' releases.
+            "--set",
+            &format!("watchNamespace={ns}"),
+        ];
+        let output = helm(&install).await?;
+        ensure!(
+            output.status.success(),
+            "helm install failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let available = |d: Option<&Deployment>| {
+            d.is_some_and(|d| {
+                has_condition(d, "Available")
+                    && d.status.as_ref().and_then(|s| s.available_replicas) == Some(1)
+            })
+        };
+        let deployment = wait_for(
+            &deployments,
+            &format!("{RELEASE}-operator"),
+            AVAILABLE_TIMEOUT,
+            "condition Available with 1 available replica",
+            available,
+        )
+        .await?;
+        let template = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .context("a Deployment without a pod template")?;
+        ensure!(
+            template.service_account_name.as_deref() == Some(&format!("{RELEASE}-operator")),
+            "the operator runs as {:?}",
+            template.service_account_name
+        );
+        ensure!(
+            template.containers[0]
+                .image
+                .as_deref()
+                .is_some_and(|i| i.starts_with(IMAGE_REPOSITORY)),
+            "image {:?}",
+            template.containers[0].image
+        );
+
+        let output = helm(&["uninstall", RELEASE, "--namespace", &ns]).await?;
+        ensure!(
+            output.status.success(),
+            "helm uninstall failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_values_schema_refuses_bad_values() -> anyhow::Result<()> {
+    let client = commlab_e2e::client().await?;
+    helm_template(&client, "commlab", &[])
+        .await
+        .context("the default values must render")?;
+    for (value, named) in [
+        ("concurrency=0", "concurrency"),
+        ("concurrency=65", "concurrency"),
+        ("logLevel=loud", "logLevel"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("image.repository=", "repository"),
+        ("replicas=2", "replicas"),
+    ] {
+        match helm_template(&client, "commlab", &["--set", value]).await {
+            Ok(_) => {
+                bail!("helm template --set {value} rendered; the values schema must refuse it")
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                ensure!(
+                    message.contains("values don't meet the specifications of the schema")
+                        && message.contains(named),
+                    "helm template --set {value} failed, but not for the schema naming {named}: {message}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
