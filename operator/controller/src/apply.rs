@@ -46,6 +46,21 @@ pub async fn apply_all(
     })
 }
 
+/// Applies the experiment runner's objects (none when no experiment is due)
+/// and prunes those of other generations; returns the applied Jobs.
+pub async fn apply_runner(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    uid: &str,
+    runner: crate::experiment::RunnerObjects,
+) -> Result<Vec<k8s_openapi::api::batch::v1::Job>> {
+    apply_kind(client, ns, instance, uid, runner.service_accounts).await?;
+    apply_kind(client, ns, instance, uid, runner.roles).await?;
+    apply_kind(client, ns, instance, uid, runner.role_bindings).await?;
+    apply_kind(client, ns, instance, uid, runner.jobs).await
+}
+
 /// Applies every desired object of one kind and deletes the owned ones of
 /// that kind that are not desired.
 #[instrument(skip_all, fields(kind = K::kind(&()).as_ref(), count = desired.len()))]

@@ -2,6 +2,8 @@
 //! what resources. It comes from the Helm values through environment
 //! variables, so one chart value changes every CommunicationPattern.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
 
 #[derive(Args, Clone, Debug, PartialEq)]
@@ -25,6 +27,33 @@ pub struct OperatorConfig {
     pub service_cpu: String,
     #[arg(long, env = "COMMLAB_SERVICE_MEMORY", default_value = "64Mi")]
     pub service_memory: String,
+    /// Extra labels for the experiment runner's pod, as `key=value` pairs
+    /// separated by commas (the e2e tests keep kwok from completing it).
+    #[arg(long, env = "COMMLAB_RUNNER_POD_LABELS", default_value = "", value_parser = parse_labels)]
+    pub runner_pod_labels: Labels,
+}
+
+/// `key=value,key=value` labels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+fn parse_labels(text: &str) -> Result<Labels, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect::<Result<_, String>>()
+        .map(Labels)
+}
+
+impl OperatorConfig {
+    pub fn runner_pod_labels(&self) -> BTreeMap<String, String> {
+        self.runner_pod_labels.0.clone()
+    }
 }
 
 impl Default for OperatorConfig {

@@ -6,6 +6,7 @@ pub mod children;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod experiment;
 pub mod http;
 pub mod labels;
 pub mod metrics;
@@ -25,6 +26,7 @@ use commlab_api::CommunicationPattern;
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
+    batch::v1::Job,
     core::v1::{ConfigMap, Secret, Service},
 };
 use kube::{
@@ -90,7 +92,8 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
         .owns(scoped::<Secret>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned)
+        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+        .owns(scoped::<Job>(&client, ns), owned)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {

@@ -6,8 +6,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use commlab_api::{CommunicationPattern, CommunicationPatternStatus};
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use commlab_api::{CommunicationPattern, CommunicationPatternStatus, Phase};
+use k8s_openapi::{
+    api::{
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret},
+    },
+    jiff::Timestamp,
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -20,10 +26,11 @@ use kube::{
 use tracing::{instrument, warn};
 
 use crate::{
-    apply::{FIELD_MANAGER, apply_all},
+    apply::{FIELD_MANAGER, apply_all, apply_runner},
     children::{self, BuildInputs, Names, PASSWORD_KEY},
     context::Context,
     error::{Error, Result},
+    experiment::{self, ExperimentState, RunnerInputs, RunnerObjects},
     status::{self, Observed, READY, SPEC_VALID},
     validate,
 };
@@ -115,13 +122,72 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
         deployments: &applied.deployments,
         stateful_sets: &applied.stateful_sets,
     });
+    let now = Timestamp::now();
     let status = status::compute(
         previous,
         cp.metadata.generation,
         &judgement,
         components,
-        Timestamp::now(),
+        now,
     );
+
+    // Experiment: a runner Job per generation, started once every component
+    // is ready and kept (not restarted) while faults take components down.
+    let generation = cp.metadata.generation.unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing_job = jobs.get_opt(&names.experiment_job(generation)).await?;
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True");
+    let runner = if ready || existing_job.is_some() {
+        let pod_labels = ctx.config.runner_pod_labels();
+        let inputs = RunnerInputs {
+            image: &ctx.config.workload_image,
+            pod_labels: &pod_labels,
+        };
+        experiment::runner_objects(cp, generation, &inputs, &children::child_meta(cp))
+    } else {
+        RunnerObjects::default()
+    };
+    let applied_jobs = apply_runner(&ctx.client, &ns, &names.instance, &uid, runner).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let report = config_maps.get_opt(&names.report()).await?;
+    let state = experiment::observe(cp, generation, applied_jobs.first(), report.as_ref());
+    let status = status::with_experiment(status, previous, &state, &names.report(), now);
+    let previous_phase = previous.and_then(|p| p.phase);
+    if became(previous, &status, status::EXPERIMENT_COMPLETE, "True") {
+        let message = condition_message(&status, status::EXPERIMENT_COMPLETE);
+        ctx.event(
+            cp,
+            EventType::Normal,
+            "ExperimentComplete",
+            "Experiment",
+            message,
+        )
+        .await;
+    } else if let ExperimentState::Failed { reason, message } = &state
+        && previous_phase != Some(Phase::Failed)
+    {
+        ctx.event(
+            cp,
+            EventType::Warning,
+            reason,
+            "Experiment",
+            message.clone(),
+        )
+        .await;
+    } else if state == ExperimentState::Running && previous_phase != Some(Phase::Running) {
+        let note = format!("runner Job {}", names.experiment_job(generation));
+        ctx.event(
+            cp,
+            EventType::Normal,
+            "ExperimentStarted",
+            "Experiment",
+            note,
+        )
+        .await;
+    }
     if previous.is_none_or(|p| p.observed_generation != cp.metadata.generation) {
         for warning in &judgement.warnings {
             ctx.event(

@@ -2,7 +2,7 @@
 //! children as the API server reports them. Pure; the reconciler writes it
 //! only when it differs from what is stored.
 
-use commlab_api::{CommunicationPatternStatus, ComponentStatus, Phase};
+use commlab_api::{CommunicationPatternStatus, ComponentStatus, Phase, ReportRef};
 use k8s_openapi::{
     api::apps::v1::{Deployment, StatefulSet},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -10,11 +10,12 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
-use crate::{labels, validate::Judgement};
+use crate::{experiment::ExperimentState, labels, validate::Judgement};
 
 pub const SPEC_VALID: &str = "SpecValid";
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
+pub const EXPERIMENT_COMPLETE: &str = "ExperimentComplete";
 
 /// Children as observed after apply.
 #[derive(Clone, Debug, Default)]
@@ -153,11 +154,10 @@ pub fn compute(
         },
     );
 
-    let phase = match previous.and_then(|p| p.phase) {
-        // The experiment's own phases are kept while the components stay ready.
-        Some(p @ (Phase::Running | Phase::Completed)) if ready => p,
-        _ if ready => Phase::Ready,
-        _ => Phase::Deploying,
+    let phase = if ready {
+        Phase::Ready
+    } else {
+        Phase::Deploying
     };
     CommunicationPatternStatus {
         phase: Some(phase),
@@ -166,6 +166,57 @@ pub fn compute(
         components,
         ..previous.cloned().unwrap_or_default()
     }
+}
+
+/// Adds the experiment's phase, condition and results to a computed status.
+/// While an experiment runs its phase wins over the components': a fault
+/// that takes pods down is the experiment working, not a deployment failing.
+pub fn with_experiment(
+    mut status: CommunicationPatternStatus,
+    previous: Option<&CommunicationPatternStatus>,
+    state: &ExperimentState,
+    report_config_map: &str,
+    now: Timestamp,
+) -> CommunicationPatternStatus {
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = status.observed_generation;
+    let (phase, ok, reason, message) = match state {
+        ExperimentState::NotStarted => return status,
+        ExperimentState::Running => (
+            Phase::Running,
+            false,
+            "Running",
+            "the runner Job is running the experiment".to_owned(),
+        ),
+        ExperimentState::Completed(results) => {
+            status.results = Some((**results).clone());
+            status.report = Some(ReportRef {
+                config_map: report_config_map.to_owned(),
+            });
+            let message = format!(
+                "verdict {:?}; the full report is in ConfigMap {report_config_map}",
+                results.verdict
+            );
+            (Phase::Completed, true, "Completed", message)
+        }
+        ExperimentState::Failed { reason, message } => {
+            (Phase::Failed, false, *reason, message.clone())
+        }
+    };
+    status.phase = Some(phase);
+    status.conditions.retain(|c| c.type_ != EXPERIMENT_COMPLETE);
+    status.conditions.push(condition(
+        previous_conditions,
+        generation,
+        EXPERIMENT_COMPLETE,
+        ok,
+        reason,
+        message,
+        now,
+    ));
+    status
 }
 
 /// A condition whose `lastTransitionTime` moves only when its status does.

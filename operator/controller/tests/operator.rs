@@ -187,7 +187,9 @@ async fn a_settled_object_costs_no_writes_even_across_an_operator_restart() -> a
         )
         .await?;
         wait_ready(&client, &ns, &name, READY_TIMEOUT).await?;
-        // Let the last watch events of the rollout arrive.
+        // kwok completes the runner Job's pod, so the experiment ends (without
+        // a report); after that nothing should change any more.
+        support::wait_experiment_settled(&client, &ns, &name, READY_TIMEOUT).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let before = owned_resource_versions(&client, &ns, &name).await?;
         let patterns: Api<CommunicationPattern> = Api::namespaced(client.clone(), &ns);
@@ -258,6 +260,52 @@ async fn without_one_rule_of_the_charts_rbac_the_operator_cannot_deploy() -> any
                 .items
                 .is_empty(),
             "nothing past the forbidden step is deployed"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_clearly()
+-> anyhow::Result<()> {
+    with_temp_namespace(|client, ns| async move {
+        install_crds(&client).await?;
+        let _operator = Operator::start_admin(&ns).await?;
+        let name = apply_manifest(&client, &ns, &support::example("direct-api-call.yaml")?).await?;
+        wait_ready(&client, &ns, &name, READY_TIMEOUT).await?;
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+        let job = jobs
+            .get(&format!("{name}-experiment-1"))
+            .await
+            .context("the runner Job of generation 1")?;
+        let pod = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .context("job pod spec")?;
+        ensure!(pod.service_account_name.as_deref() == Some(format!("{name}-runner").as_str()));
+        let cp = support::wait_experiment_settled(&client, &ns, &name, READY_TIMEOUT).await?;
+        let status = cp.status.context("status")?;
+        ensure!(
+            status.phase == Some(commlab_api::Phase::Failed),
+            "phase {:?}",
+            status.phase
+        );
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ExperimentComplete")
+            .context("ExperimentComplete")?;
+        ensure!(
+            condition.status == "False" && condition.reason == "ReportMissing",
+            "{condition:?}"
+        );
+        ensure!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            "the components stay Ready"
         );
         Ok(())
     })

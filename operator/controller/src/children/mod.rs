@@ -70,6 +70,21 @@ pub fn desired(cp: &CommunicationPattern, inputs: &BuildInputs) -> Children {
     children
 }
 
+/// Metadata of a child: name, namespace, labels and the controller owner reference.
+pub fn child_meta(cp: &CommunicationPattern) -> impl Fn(String, &str) -> ObjectMeta + '_ {
+    let owner = cp
+        .controller_owner_ref(&())
+        .expect("a CommunicationPattern read from the API server has a uid");
+    let instance = cp.name_any();
+    move |name: String, component: &str| ObjectMeta {
+        name: Some(name),
+        namespace: cp.namespace(),
+        labels: Some(labels::child(&instance, component)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
 /// Names of the children, all derived from the CommunicationPattern's name.
 pub struct Names {
     pub instance: String,
@@ -95,9 +110,9 @@ impl Names {
     }
 }
 
-type MetaFn<'a> = dyn Fn(String, &str) -> ObjectMeta + 'a;
+pub(crate) type MetaFn<'a> = dyn Fn(String, &str) -> ObjectMeta + 'a;
 
-fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("children are built from well-formed JSON literals")
 }
 

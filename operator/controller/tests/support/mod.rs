@@ -118,6 +118,28 @@ pub async fn wait_ready(
     .await
 }
 
+/// Waits until the experiment of the current generation has ended, well or not.
+pub async fn wait_experiment_settled(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<CommunicationPattern> {
+    let api: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
+    poll_until(timeout, &format!("{name}'s experiment to end"), || async {
+        let cp = api.get(name).await?;
+        let phase = cp.status.as_ref().and_then(|s| s.phase);
+        let ended = matches!(
+            phase,
+            Some(commlab_api::Phase::Completed | commlab_api::Phase::Failed)
+        );
+        let current =
+            cp.status.as_ref().and_then(|s| s.observed_generation) == cp.metadata.generation;
+        Ok((ended && current).then_some(cp))
+    })
+    .await
+}
+
 /// `kind/name → resourceVersion` of every child labelled as the instance's.
 pub async fn owned_resource_versions(
     client: &Client,

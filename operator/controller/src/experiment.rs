@@ -1,0 +1,380 @@
+//! The experiment step: once every component is ready, a Job runs the same
+//! engine as `commlab compare` (`commlab experiment --in-cluster`) against
+//! the in-cluster Services, with its own ServiceAccount and a Role limited
+//! to what it needs. The runner writes its report into a ConfigMap owned by
+//! the CommunicationPattern; the operator summarises it into status.
+
+use std::collections::BTreeMap;
+
+use commlab_api::{CommunicationPattern, results::ExperimentResults};
+use commlab_workload::report::{Report, experiment_results};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{ConfigMap, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
+};
+use kube::ResourceExt;
+
+use crate::children::{MetaFn, Names, from_json};
+
+pub const RUNNER: &str = "runner";
+/// Key of the report in the report ConfigMap.
+pub const REPORT_KEY: &str = "report.json";
+/// Label on the report ConfigMap: the generation the experiment ran for.
+pub const GENERATION_LABEL: &str = "commlab.dev/generation";
+/// Time the runner gets beyond warm-up and the run itself: deploy checks,
+/// a capacity probe and writing the report.
+const DEADLINE_MARGIN_SECS: u64 = 300;
+
+impl Names {
+    pub fn runner(&self) -> String {
+        format!("{}-{RUNNER}", self.instance)
+    }
+
+    pub fn report(&self) -> String {
+        format!("{}-report", self.instance)
+    }
+
+    /// One Job per generation: a spec change runs a new experiment, an
+    /// unchanged object never reruns.
+    pub fn experiment_job(&self, generation: i64) -> String {
+        format!("{}-experiment-{generation}", self.instance)
+    }
+}
+
+/// The runner's objects for one generation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunnerObjects {
+    pub service_accounts: Vec<ServiceAccount>,
+    pub roles: Vec<Role>,
+    pub role_bindings: Vec<RoleBinding>,
+    pub jobs: Vec<Job>,
+}
+
+pub struct RunnerInputs<'a> {
+    pub image: &'a str,
+    /// Extra labels for the runner's pod (tests use kwok's keep-running label).
+    pub pod_labels: &'a BTreeMap<String, String>,
+}
+
+pub fn runner_objects(
+    cp: &CommunicationPattern,
+    generation: i64,
+    inputs: &RunnerInputs,
+    meta: &MetaFn,
+) -> RunnerObjects {
+    let names = Names::of(cp);
+    let ns = cp.namespace().unwrap_or_default();
+    let runner = names.runner();
+
+    let mut account = ServiceAccount::default();
+    account.metadata = meta(runner.clone(), RUNNER);
+
+    // Only what the runner does: create and delete its chaos experiments,
+    // write its own report, and read its own CommunicationPattern.
+    let mut role: Role = from_json(serde_json::json!({
+        "rules": [
+            { "apiGroups": ["chaos-mesh.org"], "resources": ["podchaos", "networkchaos"], "verbs": ["create", "get", "list", "delete"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [names.report()], "verbs": ["get", "patch", "update"] },
+            { "apiGroups": ["commlab.dev"], "resources": ["communicationpatterns"], "resourceNames": [names.instance], "verbs": ["get"] },
+        ]
+    }));
+    role.metadata = meta(runner.clone(), RUNNER);
+
+    let mut binding: RoleBinding = from_json(serde_json::json!({
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": runner },
+        "subjects": [{ "kind": "ServiceAccount", "name": runner, "namespace": ns }],
+    }));
+    binding.metadata = meta(runner.clone(), RUNNER);
+
+    let workload = &cp.spec.workload;
+    let deadline = workload.warmup.as_std().as_secs()
+        + workload.duration.as_std().as_secs()
+        + DEADLINE_MARGIN_SECS;
+    let mut pod_labels = crate::labels::child(&names.instance, RUNNER);
+    pod_labels.extend(inputs.pod_labels.clone());
+    let mut job: Job = from_json(serde_json::json!({
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline,
+            "template": {
+                "metadata": { "labels": pod_labels },
+                "spec": {
+                    "serviceAccountName": runner,
+                    "restartPolicy": "Never",
+                    "containers": [{
+                        "name": RUNNER,
+                        "image": inputs.image,
+                        "args": ["experiment", "--in-cluster", "--namespace", ns, "--name", names.instance],
+                        "env": [
+                            { "name": "COMMLAB_GENERATION", "value": generation.to_string() },
+                            { "name": "COMMLAB_OWNER_UID", "value": cp.uid().unwrap_or_default() },
+                        ],
+                        "resources": { "requests": { "cpu": "200m", "memory": "64Mi" } },
+                        "securityContext": { "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true },
+                    }],
+                }
+            }
+        }
+    }));
+    job.metadata = meta(names.experiment_job(generation), RUNNER);
+
+    RunnerObjects {
+        service_accounts: vec![account],
+        roles: vec![role],
+        role_bindings: vec![binding],
+        jobs: vec![job],
+    }
+}
+
+/// Where the experiment of the current generation stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExperimentState {
+    /// No runner Job yet.
+    NotStarted,
+    Running,
+    Completed(Box<ExperimentResults>),
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Judges the experiment from the runner Job and the report ConfigMap. Pure:
+/// a malformed or oversized report is a `Failed` state, never a panic.
+pub fn observe(
+    cp: &CommunicationPattern,
+    generation: i64,
+    job: Option<&Job>,
+    report: Option<&ConfigMap>,
+) -> ExperimentState {
+    let report_of_this_generation = report.filter(|cm| {
+        cm.labels().get(GENERATION_LABEL).map(String::as_str)
+            == Some(generation.to_string().as_str())
+    });
+    if let Some(cm) = report_of_this_generation {
+        let Some(text) = cm.data.as_ref().and_then(|d| d.get(REPORT_KEY)) else {
+            return failed(
+                "ReportMalformed",
+                format!("ConfigMap {} has no {REPORT_KEY}", cm.name_any()),
+            );
+        };
+        return match Report::from_json(text) {
+            Err(error) => failed(
+                "ReportMalformed",
+                format!("the runner's report cannot be used: {error}"),
+            ),
+            Ok(report) => match report
+                .patterns
+                .iter()
+                .find(|p| p.pattern == cp.spec.pattern)
+            {
+                Some(pattern) => ExperimentState::Completed(Box::new(experiment_results(
+                    pattern,
+                    cp.spec.slo.as_ref(),
+                ))),
+                None => failed(
+                    "ReportMalformed",
+                    format!("the report has no results for {}", cp.spec.pattern),
+                ),
+            },
+        };
+    }
+    let Some(job) = job else {
+        return ExperimentState::NotStarted;
+    };
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let has = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if let Some(failure) = has("Failed") {
+        return if failure.reason.as_deref() == Some("DeadlineExceeded") {
+            failed(
+                "DeadlineExceeded",
+                format!("the runner Job {} ran past its deadline", job.name_any()),
+            )
+        } else {
+            let why = failure.message.clone().unwrap_or_default();
+            failed(
+                "RunnerFailed",
+                format!("the runner Job {} failed: {why}", job.name_any()),
+            )
+        };
+    }
+    if has("Complete").is_some() {
+        return failed(
+            "ReportMissing",
+            format!(
+                "the runner Job {} finished without writing its report",
+                job.name_any()
+            ),
+        );
+    }
+    ExperimentState::Running
+}
+
+fn failed(reason: &'static str, message: String) -> ExperimentState {
+    ExperimentState::Failed { reason, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use commlab_api::{CommunicationPatternSpec, Pattern};
+    use kube::Resource;
+
+    use super::*;
+
+    fn cp() -> CommunicationPattern {
+        let spec: CommunicationPatternSpec =
+            serde_json::from_value(serde_json::json!({ "pattern": Pattern::DirectApiCall, "workload": { "warmup": "10s", "duration": "60s" } }))
+                .unwrap();
+        let mut cp = CommunicationPattern::new("shop", spec);
+        cp.meta_mut().namespace = Some("lab".into());
+        cp.meta_mut().uid = Some("uid-1".into());
+        cp
+    }
+
+    fn job(condition: Option<(&str, &str)>) -> Job {
+        let conditions = condition
+            .map(|(type_, reason)| serde_json::json!([{ "type": type_, "status": "True", "reason": reason, "message": "boom" }]))
+            .unwrap_or(serde_json::json!([]));
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "shop-experiment-1" }, "status": { "conditions": conditions } })).unwrap()
+    }
+
+    fn report_cm(generation: &str, text: &str) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "shop-report", "labels": { GENERATION_LABEL: generation } },
+            "data": { REPORT_KEY: text },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_runner_gets_its_own_account_a_narrow_role_and_a_deadline() {
+        let cp = cp();
+        let labels = BTreeMap::from([(
+            "commlab.dev/kwok-keep-running".to_owned(),
+            "true".to_owned(),
+        )]);
+        let objects = runner_objects(
+            &cp,
+            4,
+            &RunnerInputs {
+                image: "img",
+                pod_labels: &labels,
+            },
+            &crate::children::child_meta(&cp),
+        );
+        let job = &objects.jobs[0];
+        assert_eq!(job.metadata.name.as_deref(), Some("shop-experiment-4"));
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(10 + 60 + DEADLINE_MARGIN_SECS as i64)
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("shop-runner"));
+        assert_eq!(
+            spec.template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels
+                .as_ref()
+                .unwrap()["commlab.dev/kwok-keep-running"],
+            "true"
+        );
+        let rules = objects.roles[0].rules.as_ref().unwrap();
+        assert!(
+            rules.iter().all(|r| !r.verbs.contains(&"*".to_owned())),
+            "no wildcard verbs"
+        );
+        let report_rule = rules
+            .iter()
+            .find(|r| {
+                r.resource_names.is_some() && r.resources.as_ref().unwrap()[0] == "configmaps"
+            })
+            .unwrap();
+        assert_eq!(
+            report_rule.resource_names.as_ref().unwrap(),
+            &["shop-report".to_owned()]
+        );
+    }
+
+    #[test]
+    fn no_job_means_not_started_and_an_active_job_is_running() {
+        assert_eq!(observe(&cp(), 1, None, None), ExperimentState::NotStarted);
+        assert_eq!(
+            observe(&cp(), 1, Some(&job(None)), None),
+            ExperimentState::Running
+        );
+    }
+
+    #[test]
+    fn a_finished_job_without_a_report_fails_with_a_reason() {
+        let reason = |state| match state {
+            ExperimentState::Failed { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(observe(&cp(), 1, Some(&job(Some(("Complete", "")))), None)),
+            "ReportMissing"
+        );
+        assert_eq!(
+            reason(observe(
+                &cp(),
+                1,
+                Some(&job(Some(("Failed", "DeadlineExceeded")))),
+                None
+            )),
+            "DeadlineExceeded"
+        );
+        assert_eq!(
+            reason(observe(
+                &cp(),
+                1,
+                Some(&job(Some(("Failed", "BackoffLimitExceeded")))),
+                None
+            )),
+            "RunnerFailed"
+        );
+    }
+
+    #[test]
+    fn a_malformed_or_oversized_report_fails_without_a_panic() {
+        for text in [
+            "{not json",
+            r#"{"schema":"someone-else/v9"}"#,
+            &"x".repeat(2_000_000),
+        ] {
+            match observe(&cp(), 1, Some(&job(None)), Some(&report_cm("1", text))) {
+                ExperimentState::Failed {
+                    reason: "ReportMalformed",
+                    message,
+                } => assert!(!message.is_empty()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_of_an_older_generation_is_not_this_experiments() {
+        assert_eq!(
+            observe(
+                &cp(),
+                2,
+                Some(&job(None)),
+                Some(&report_cm("1", "{not json"))
+            ),
+            ExperimentState::Running
+        );
+    }
+}
