@@ -13,7 +13,7 @@ scripts/install-deps.sh
 
 step "lint: rustfmt, shellcheck"
 cargo fmt --all --check
-shellcheck scripts/*.sh e2e/cluster/*.sh .ci/run
+shellcheck scripts/*.sh e2e/cluster/*.sh bench/*.sh .ci/run
 
 step "build the local control plane (cached)"
 e2e/cluster/build.sh
