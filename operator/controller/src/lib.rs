@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod children;
+pub mod comparison;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -22,7 +23,7 @@ use std::{
     },
 };
 
-use commlab_api::CommunicationPattern;
+use commlab_api::{CommunicationPattern, PatternComparison};
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
@@ -85,23 +86,27 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
     // own objects and not every Secret of the cluster.
     let owned =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    ready.store(true, Ordering::Relaxed);
-    Controller::new(patterns, watcher::Config::default().any_semantic())
+    let patterns_controller = Controller::new(patterns, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .owns(scoped::<Deployment>(&client, ns), owned.clone())
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
         .owns(scoped::<Secret>(&client, ns), owned.clone())
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
-        .owns(scoped::<Job>(&client, ns), owned)
+        .owns(scoped::<Job>(&client, ns), owned.clone())
         .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile stream error");
-            }
-        })
-        .await;
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(log_result);
+    let comparisons: Api<DeserializeGuard<PatternComparison>> = scoped(&client, ns);
+    let comparisons_controller =
+        Controller::new(comparisons, watcher::Config::default().any_semantic())
+            .with_config(controller::Config::default().concurrency(options.concurrency))
+            .owns(scoped::<CommunicationPattern>(&client, ns), owned)
+            .shutdown_on_signal()
+            .run(comparison::reconcile, comparison::error_policy, ctx)
+            .for_each(log_result);
+    ready.store(true, Ordering::Relaxed);
+    futures::join!(patterns_controller, comparisons_controller);
     info!("controller stopped; shutting down");
     server.abort();
     Ok(())
@@ -116,5 +121,11 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+async fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(error) = result {
+        warn!(%error, "reconcile stream error");
     }
 }

@@ -311,3 +311,52 @@ async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_c
     })
     .await
 }
+
+#[tokio::test]
+async fn a_comparison_runs_its_patterns_one_after_another_to_completed() -> anyhow::Result<()> {
+    with_temp_namespace(|client, ns| async move {
+        install_crds(&client).await?;
+        let _operator = Operator::start_admin(&ns).await?;
+        let comparisons: Api<commlab_api::PatternComparison> = Api::namespaced(client.clone(), &ns);
+        let manifest = json!({
+            "apiVersion": "commlab.dev/v1alpha1", "kind": "PatternComparison",
+            "metadata": { "name": "three" },
+            "spec": {
+                "patterns": ["DirectApiCall", "AsyncPolling", "CacheWithUpdateEvents"],
+                "workload": { "rate": 50, "duration": "20s", "warmup": "2s" },
+                "chaos": [{ "name": "broker-down", "fault": "Outage", "target": "broker", "at": "5s", "duration": "5s" }],
+            }
+        });
+        comparisons.create(&Default::default(), &serde_json::from_value(manifest)?).await?;
+        let patterns: Api<CommunicationPattern> = Api::namespaced(client.clone(), &ns);
+        let most_running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = poll_until(Duration::from_secs(150), "the comparison to complete", || {
+            let (patterns, comparisons) = (patterns.clone(), comparisons.clone());
+            let most = most_running.clone();
+            async move {
+                let running = patterns
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|cp| !matches!(cp.status.as_ref().and_then(|s| s.phase), Some(commlab_api::Phase::Completed | commlab_api::Phase::Failed)))
+                    .count();
+                most.fetch_max(running, std::sync::atomic::Ordering::Relaxed);
+                let pc = comparisons.get("three").await?;
+                Ok((pc.status.as_ref().and_then(|s| s.phase) == Some(commlab_api::Phase::Completed)).then_some(pc))
+            }
+        })
+        .await?;
+        let most = most_running.load(std::sync::atomic::Ordering::Relaxed);
+        ensure!(most <= 1, "{most} patterns ran at once");
+        let status = done.status.context("status")?;
+        ensure!(status.runs.len() == 3, "runs: {:?}", status.runs);
+        ensure!(status.pattern_list.as_deref() == Some("DirectApiCall,AsyncPolling,CacheWithUpdateEvents"));
+        let direct = patterns.get("three-direct-call").await?;
+        ensure!(direct.spec.chaos.is_empty(), "a broker fault must not reach DirectApiCall");
+        let events = patterns.get("three-cache-events").await?;
+        ensure!(events.spec.chaos.len() == 1, "CacheWithUpdateEvents keeps the broker fault");
+        Ok(())
+    })
+    .await
+}
