@@ -67,8 +67,10 @@ pub fn runner_objects(
     let ns = cp.namespace().unwrap_or_default();
     let runner = names.runner();
 
-    let mut account = ServiceAccount::default();
-    account.metadata = meta(runner.clone(), RUNNER);
+    let account = ServiceAccount {
+        metadata: meta(runner.clone(), RUNNER),
+        ..ServiceAccount::default()
+    };
 
     // Only what the runner does: create and delete its chaos experiments,
     // write its own report, and read its own CommunicationPattern.
