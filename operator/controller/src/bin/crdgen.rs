@@ -1,8 +1,9 @@
-//! Writes the CustomResourceDefinitions to `crds/`, one file per CRD:
+//! Writes the CustomResourceDefinitions to `crds/` and to the chart's
+//! `charts/commlab/crds/`, one file per CRD:
 //!
 //! ```sh
-//! cargo run -p commlab-controller --bin crdgen            # write crds/*.yaml
-//! cargo run -p commlab-controller --bin crdgen -- --check # fail if they are stale
+//! cargo run -p commlab-controller --bin crdgen            # write both folders
+//! cargo run -p commlab-controller --bin crdgen -- --check # fail if either is stale
 //! ```
 //!
 //! The YAML comes from `commlab_api::crd_files`, the same source as
@@ -16,14 +17,18 @@ use anyhow::Context as _;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "crdgen", about = "Write the commlab.dev CRDs to crds/")]
+#[command(
+    name = "crdgen",
+    about = "Write the commlab.dev CRDs to crds/ and charts/commlab/crds/"
+)]
 struct Args {
     /// Compare the files instead of writing them; exit non-zero when they differ.
     #[arg(long)]
     check: bool,
-    /// Where the CRD files live (default: the repository's `crds/`).
+    /// Where the CRD files live; repeat for several folders (default: the
+    /// repository's `crds/` and `charts/commlab/crds/`).
     #[arg(long)]
-    dir: Option<PathBuf>,
+    dir: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -38,42 +43,65 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let dir = args.dir.unwrap_or_else(repository_crds_dir);
+    let dirs = if args.dir.is_empty() {
+        repository_crds_dirs()
+    } else {
+        args.dir
+    };
     let files = commlab_api::crd_files().context("rendering the CRDs")?;
-
     if args.check {
         let mut stale = Vec::new();
-        for file in &files {
-            let path = dir.join(&file.file_name);
-            match std::fs::read_to_string(&path) {
-                Ok(committed) if committed == file.yaml => {}
-                Ok(committed) => stale.push(format!(
-                    "{} differs from the generated CRD ({})",
-                    path.display(),
-                    first_difference(&committed, &file.yaml)
-                )),
-                Err(e) => stale.push(format!("{} cannot be read: {e}", path.display())),
-            }
+        for dir in &dirs {
+            stale.extend(check(dir, &files)?);
         }
-        for extra in unexpected_files(&dir, &files)? {
+        if !stale.is_empty() {
+            anyhow::bail!(
+                "the generated CRDs are stale:\n  {}\nRun `cargo run -p commlab-controller --bin crdgen` and commit the result.",
+                stale.join("\n  ")
+            );
+        }
+        for dir in &dirs {
+            println!("{} CRDs in {} are up to date", files.len(), dir.display());
+        }
+        return Ok(());
+    }
+    for dir in &dirs {
+        write(dir, &files)?;
+    }
+    Ok(())
+}
+
+/// What is stale in `dir`: files that differ from the generated ones, are
+/// missing, or were not generated.
+fn check(dir: &Path, files: &[commlab_api::CrdFile]) -> anyhow::Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for file in files {
+        let path = dir.join(&file.file_name);
+        match std::fs::read_to_string(&path) {
+            Ok(committed) if committed == file.yaml => {}
+            Ok(committed) => stale.push(format!(
+                "{} differs from the generated CRD ({})",
+                path.display(),
+                first_difference(&committed, &file.yaml)
+            )),
+            Err(e) => stale.push(format!("{} cannot be read: {e}", path.display())),
+        }
+    }
+    if dir.is_dir() {
+        for extra in unexpected_files(dir, files)? {
             stale.push(format!(
                 "{} is not a generated CRD; remove it",
                 extra.display()
             ));
         }
-        if !stale.is_empty() {
-            anyhow::bail!(
-                "the CRDs in {} are stale:\n  {}\nRun `cargo run -p commlab-controller --bin crdgen` and commit the result.",
-                dir.display(),
-                stale.join("\n  ")
-            );
-        }
-        println!("{} CRDs in {} are up to date", files.len(), dir.display());
-        return Ok(());
     }
+    Ok(stale)
+}
 
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for file in &files {
+/// Writes every generated CRD into `dir`.
+fn write(dir: &Path, files: &[commlab_api::CrdFile]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for file in files {
         let path = dir.join(&file.file_name);
         std::fs::write(&path, &file.yaml).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
@@ -81,15 +109,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `crds/` at the root of the repository this binary was built from
-/// (`operator/controller/../../crds`).
-fn repository_crds_dir() -> PathBuf {
+/// `crds/` and the chart's `charts/commlab/crds/` in the repository this
+/// binary was built from (`operator/controller/../..`).
+fn repository_crds_dirs() -> Vec<PathBuf> {
     let controller = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = controller
         .parent()
         .and_then(Path::parent)
         .unwrap_or(controller);
-    root.join("crds")
+    vec![root.join("crds"), root.join("charts/commlab/crds")]
 }
 
 /// `*.yaml` files in `dir` that crdgen did not generate.
