@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use std::{error::Error as StdError, net::SocketAddr};
+use std::{error::Error as StdError, net::SocketAddr, time::Duration};
 
 use commlab_api::{FaultKind, Target};
 
@@ -47,6 +47,80 @@ pub enum ChaosError {
     /// `recover` was given a fault that another backend injected.
     #[error("fault `{name}` was not injected by the {backend} backend")]
     ForeignFault { name: String, backend: &'static str },
+
+    /// A cluster backend was configured in a way it cannot work with, e.g.
+    /// an `https://` dashboard URL.
+    #[error("invalid chaos backend configuration: {reason}")]
+    InvalidConfig { reason: String },
+
+    /// A request took longer than the backend allows; nothing is left
+    /// waiting on it.
+    #[error("{request} did not answer within {after:?}")]
+    Timeout { request: String, after: Duration },
+
+    /// The cluster does not serve Chaos Mesh's API for this kind.
+    #[error(
+        "the cluster does not serve {kind} ({api_version}): is Chaos Mesh installed, with its CRDs?"
+    )]
+    ChaosMeshNotInstalled {
+        kind: &'static str,
+        api_version: &'static str,
+    },
+
+    /// A chaos object with the name commlab wants to use exists and was not
+    /// created by commlab for this experiment, so it is left alone.
+    #[error(
+        "{kind} `{namespace}/{name}` exists and is not managed by commlab for `{instance}`; \
+         not replacing it"
+    )]
+    NameTaken {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        instance: String,
+    },
+
+    /// A Kubernetes API request about chaos objects failed.
+    #[error("could not {action} {object}: {source}")]
+    Kubernetes {
+        /// `create`, `get`, `list` or `delete`.
+        action: &'static str,
+        /// e.g. `PodChaos team-a/shop-catalog-down`.
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The Chaos Mesh dashboard did not accept the token (HTTP 401): none
+    /// was given while the dashboard's security mode is on, it is invalid or
+    /// expired, or its account may not do this in the namespace (the
+    /// dashboard answers 401, `no_namespace_privilege`, for that too).
+    #[error("Chaos Mesh dashboard refused {request} (401 Unauthorized): {message}")]
+    Unauthorized { request: String, message: String },
+
+    /// Something in front of the Chaos Mesh dashboard (or the dashboard)
+    /// forbade the request (HTTP 403).
+    #[error("Chaos Mesh dashboard refused {request} (403 Forbidden): {message}")]
+    Forbidden { request: String, message: String },
+
+    /// The Chaos Mesh dashboard could not be reached or failed (connection
+    /// refused or reset, HTTP 5xx).
+    #[error("Chaos Mesh dashboard unavailable for {request}: {reason}")]
+    DashboardUnavailable { request: String, reason: String },
+
+    /// The Chaos Mesh dashboard rejected the request (HTTP 4xx other than
+    /// 401 and 403), e.g. 400 for a malformed experiment.
+    #[error("Chaos Mesh dashboard rejected {request} ({status}): {message}")]
+    DashboardRejected {
+        request: String,
+        status: u16,
+        message: String,
+    },
+
+    /// The Chaos Mesh dashboard answered something commlab cannot read,
+    /// e.g. a list without the experiment just created.
+    #[error("unexpected answer from the Chaos Mesh dashboard to {request}: {reason}")]
+    DashboardProtocol { request: String, reason: String },
 }
 
 impl ChaosError {
@@ -59,6 +133,16 @@ impl ChaosError {
             ChaosError::Process { .. } => "process",
             ChaosError::Proxy { .. } => "proxy",
             ChaosError::ForeignFault { .. } => "foreign_fault",
+            ChaosError::InvalidConfig { .. } => "invalid_config",
+            ChaosError::Timeout { .. } => "timeout",
+            ChaosError::ChaosMeshNotInstalled { .. } => "chaos_mesh_not_installed",
+            ChaosError::NameTaken { .. } => "name_taken",
+            ChaosError::Kubernetes { .. } => "kubernetes",
+            ChaosError::Unauthorized { .. } => "unauthorized",
+            ChaosError::Forbidden { .. } => "forbidden",
+            ChaosError::DashboardUnavailable { .. } => "dashboard_unavailable",
+            ChaosError::DashboardRejected { .. } => "dashboard_rejected",
+            ChaosError::DashboardProtocol { .. } => "dashboard_protocol",
         }
     }
 

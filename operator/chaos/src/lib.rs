@@ -6,8 +6,13 @@
 //! - [`LocalBackend`] applies faults to components running as local
 //!   processes ([`LocalProcess`], [`ManagedProcess`]) and to the traffic
 //!   through a TCP fault proxy in front of each one ([`FaultProxy`]).
-//! - Chaos Mesh backends, for experiments in a cluster, fit the same trait;
-//!   see [`FaultBackend`] for how.
+//! - [`ChaosMeshBackend`] creates Chaos Mesh's `PodChaos` and `NetworkChaos`
+//!   objects through the Kubernetes API, for experiments in a cluster.
+//! - [`DashboardBackend`] creates the same objects through the Chaos Mesh
+//!   dashboard's HTTP API.
+//!
+//!   Both build their objects with the pure functions of [`chaos_mesh`] and
+//!   work for one experiment, a [`ChaosScope`].
 //!
 //! Wiring the local backend for catalog, which orders reaches through a
 //! fault proxy:
@@ -41,13 +46,19 @@
 //! ```
 
 mod backend;
+pub mod chaos_mesh;
+pub mod dashboard;
 mod error;
+pub mod kube_backend;
 mod local;
 mod process;
 pub mod proxy;
 
 pub use backend::{ActiveFault, FaultBackend, FaultHandle};
+pub use chaos_mesh::ChaosScope;
+pub use dashboard::{DashboardBackend, DashboardConfig};
 pub use error::{BoxError, ChaosError};
+pub use kube_backend::ChaosMeshBackend;
 pub use local::LocalBackend;
 pub use process::{DEFAULT_GRACE, LocalProcess, ManagedProcess};
 pub use proxy::{FaultProxy, ProxyHandle, Toxic};
