@@ -88,6 +88,18 @@ fn main() {
         direct_api_call_answers_503_quickly_while_catalog_is_down,
     ));
     trials.push(trial(
+        "async_polling_answers_503_quickly_while_catalog_is_down",
+        &runtime,
+        &suite,
+        async_polling_answers_503_quickly_while_catalog_is_down,
+    ));
+    trials.push(trial(
+        "cache_with_update_events_rides_out_a_broker_outage",
+        &runtime,
+        &suite,
+        cache_with_update_events_rides_out_a_broker_outage,
+    ));
+    trials.push(trial(
         "cache_with_update_events_serves_while_catalog_is_down",
         &runtime,
         &suite,
@@ -463,6 +475,48 @@ async fn direct_api_call_answers_503_quickly_while_catalog_is_down(
     }
     scenario.topology.catalog.start().await?;
     scenario.priced_checkout(1).await.map(drop)
+}
+
+async fn async_polling_answers_503_quickly_while_catalog_is_down(suite: Arc<Suite>) -> Result<()> {
+    let mut scenario = suite.scenario(Pattern::AsyncPolling).await?;
+    scenario.priced_checkout(1).await?;
+    scenario.topology.catalog.kill().await?;
+    let started = Instant::now();
+    let (status, body) = scenario.checkout(1).await?;
+    ensure!(
+        status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status}: {body}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
+    scenario.topology.catalog.start().await?;
+    scenario.priced_checkout(1).await.map(drop)
+}
+
+async fn cache_with_update_events_rides_out_a_broker_outage(suite: Arc<Suite>) -> Result<()> {
+    let mut scenario = suite.scenario(Pattern::CacheWithUpdateEvents).await?;
+    let product = scenario.product(9).await?;
+    scenario.nats.as_mut().context("a broker")?.stop().await?;
+
+    // orders serves from its cache; catalog commits changes and keeps their
+    // events until the broker is back.
+    assert_priced_at(&scenario.priced_checkout(9).await?, &product)?;
+    let change = scenario.set_price(9, product.price_cents + 9).await?;
+    assert_priced_at(&scenario.priced_checkout(9).await?, &product)?;
+
+    scenario.nats.as_mut().context("a broker")?.start().await?;
+    eventually(
+        "the change reaches orders after the outage",
+        PROPAGATION,
+        || async {
+            Ok((scenario.priced_checkout(9).await?.version == change.version).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| scenario.logs())
 }
 
 async fn cache_with_update_events_serves_while_catalog_is_down(suite: Arc<Suite>) -> Result<()> {

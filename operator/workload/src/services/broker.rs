@@ -5,16 +5,17 @@
 //! every JetStream call is bounded by the context's timeout, so nothing on a
 //! request path waits for the broker for longer than that.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::{
-    Client, ConnectOptions,
+    Client, ConnectOptions, Event,
     connection::State,
     jetstream::{
         self,
         stream::{self, RetentionPolicy},
     },
 };
+use tokio::sync::watch;
 
 use crate::{
     error::{Dependency, Error, Result},
@@ -30,12 +31,18 @@ pub struct Broker {
     pub client: Client,
     pub jetstream: jetstream::Context,
     pub timeout: Duration,
+    /// Counts connections made, the first included: a change means the
+    /// client has (re)connected, maybe to a broker that lost its ephemeral
+    /// consumers in a restart.
+    pub connections: watch::Receiver<u64>,
 }
 
 impl Broker {
     /// Starts connecting to `url` and returns at once; `timeout` bounds every
     /// JetStream request and publish acknowledgement.
     pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Self> {
+        let (connected, connections) = watch::channel(0);
+        let connected = Arc::new(connected);
         let client = ConnectOptions::new()
             .name(name)
             .retry_on_initial_connect()
@@ -48,8 +55,14 @@ impl Broker {
                 Duration::from_millis(50u64.saturating_mul(1 << attempts.min(5) as u64))
                     .min(Duration::from_secs(1))
             })
-            .event_callback(|event| async move {
-                tracing::info!(%event, "broker connection");
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    tracing::info!(%event, "broker connection");
+                    if matches!(event, Event::Connected) {
+                        connected.send_modify(|count| *count += 1);
+                    }
+                }
             })
             .connect(url)
             .await
@@ -61,6 +74,7 @@ impl Broker {
             client,
             jetstream,
             timeout,
+            connections,
         })
     }
 
@@ -138,4 +152,24 @@ pub async fn pull_messages(
         .messages()
         .await
         .map_err(|e| Error::unavailable(Dependency::Broker, e))
+}
+
+/// The next message of a consumer, or `None` when the stream ended or the
+/// client connected again: the caller then binds its consumer anew, since a
+/// restarted broker may have lost it and the client may not notice for long.
+pub async fn next_message<S, E>(
+    messages: &mut S,
+    connections: &mut watch::Receiver<u64>,
+) -> Option<std::result::Result<jetstream::Message, E>>
+where
+    S: futures::Stream<Item = std::result::Result<jetstream::Message, E>> + Unpin,
+{
+    use futures::StreamExt;
+    tokio::select! {
+        message = messages.next() => message,
+        _ = connections.changed() => {
+            tracing::info!("broker connection (re)established: binding the consumer again");
+            None
+        }
+    }
 }

@@ -12,13 +12,15 @@ use async_nats::jetstream::{
     AckKind, Message,
     consumer::{AckPolicy, pull},
 };
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::{
     error::{Dependency, Error, Result},
     services::{
-        broker::{ACK_WAIT, Broker, price_replies_stream, price_requests_stream, pull_messages},
+        broker::{
+            ACK_WAIT, Broker, next_message, price_replies_stream, price_requests_stream,
+            pull_messages,
+        },
         catalog::store::Store,
         http::Readiness,
         protocol::{CATALOG_CONSUMER, PriceReply, PriceRequest},
@@ -35,7 +37,9 @@ const REDELIVERY_DELAY: Duration = Duration::from_millis(500);
 /// requests for the life of catalog, binding again after broker trouble.
 pub async fn answer_forever(broker: Broker, store: Store, ready: Readiness) {
     let limit = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+    let mut connections = broker.connections.clone();
     loop {
+        connections.borrow_and_update();
         let consumer = until_ok("binding the price request consumer", || bind(&broker)).await;
         ready.set_ready();
         let mut messages = match pull_messages(&consumer).await {
@@ -46,7 +50,7 @@ pub async fn answer_forever(broker: Broker, store: Store, ready: Readiness) {
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
+        while let Some(message) = next_message(&mut messages, &mut connections).await {
             match message {
                 Ok(message) => {
                     let permit = limit.clone().acquire_owned().await.expect("never closed");

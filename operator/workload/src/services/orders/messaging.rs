@@ -14,12 +14,14 @@ use async_nats::jetstream::{
     context::PublishErrorKind,
 };
 use chrono::Utc;
-use futures::StreamExt;
 
 use crate::{
     error::{Dependency, Error, Result},
     services::{
-        broker::{ACK_WAIT, Broker, price_replies_stream, price_requests_stream, pull_messages},
+        broker::{
+            ACK_WAIT, Broker, next_message, price_replies_stream, price_requests_stream,
+            pull_messages,
+        },
         http::Readiness,
         orders::book::OrderBook,
         protocol::{
@@ -95,7 +97,9 @@ pub async fn follow_replies(
     book: Arc<OrderBook>,
     ready: Readiness,
 ) {
+    let mut connections = broker.connections.clone();
     loop {
+        connections.borrow_and_update();
         let consumer = until_ok("binding the price reply consumer", || {
             bind(&broker, &replica_id)
         })
@@ -109,7 +113,7 @@ pub async fn follow_replies(
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
+        while let Some(message) = next_message(&mut messages, &mut connections).await {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {

@@ -2,19 +2,19 @@
 //! product from the `CATALOG_PRICES` stream (deliver policy last-per-subject),
 //! is ready once it has caught up, and then follows new events.
 //!
-//! An ordered consumer is used: it needs no acks and recreates itself from
-//! the last sequence it saw after a broker outage, so orders keeps serving
-//! from its cache while the broker is down and catches up afterwards.
+//! An ordered consumer is used: it needs no acks and is cheap to create.
+//! orders keeps serving from its cache while the broker is down, and when
+//! the client reconnects it binds a new consumer and replays the latest
+//! prices again, which catches up on whatever it missed.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::StreamExt;
 
 use crate::{
     error::{Dependency, Error, Result},
     services::{
-        broker::{Broker, catalog_prices_stream},
+        broker::{Broker, catalog_prices_stream, next_message},
         http::Readiness,
         orders::cache::PriceCache,
         protocol::{CATALOG_PRICES_SUBJECTS, Product},
@@ -23,7 +23,9 @@ use crate::{
 };
 
 pub async fn follow_price_events(broker: Broker, cache: Arc<PriceCache>, ready: Readiness) {
+    let mut connections = broker.connections.clone();
     loop {
+        connections.borrow_and_update();
         let (consumer, pending) = until_ok("binding the price stream", || bind(&broker)).await;
         if pending == 0 {
             ready.set_ready();
@@ -35,7 +37,7 @@ pub async fn follow_price_events(broker: Broker, cache: Arc<PriceCache>, ready: 
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
+        while let Some(message) = next_message(&mut messages, &mut connections).await {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {
@@ -71,6 +73,11 @@ async fn bind(
         .create_consumer(pull::OrderedConfig {
             filter_subject: CATALOG_PRICES_SUBJECTS.into(),
             deliver_policy: DeliverPolicy::LastPerSubject,
+            // Caps the pull expiry (30 s by default) and with it the idle
+            // heartbeat (half of it): two missed heartbeats make the consumer
+            // recreate itself, so after a broker restart orders follows again
+            // within about 2 s instead of 30 s.
+            max_expires: Duration::from_secs(2),
             ..Default::default()
         })
         .await
