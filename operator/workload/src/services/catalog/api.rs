@@ -83,8 +83,23 @@ async fn update_price(
         .update_price(id, update.price_cents)
         .await?
         .ok_or(Error::UnknownProduct(id))?;
-    if let Some(subscribers) = &catalog.subscribers {
-        subscribers.publish(&product);
+    if let Some(subscribers) = catalog.subscribers.clone() {
+        // Another catalog replica may have taken a registration: read the
+        // list after the commit, so a subscriber that registered (and then
+        // loaded its prices) before this change is sure to get it. Off the
+        // request path, like the push itself.
+        let (store, product) = (catalog.store.clone(), product.clone());
+        tokio::spawn(async move {
+            match store.subscribers().await {
+                Ok(urls) => urls.iter().for_each(|url| {
+                    subscribers.add(url);
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot refresh subscribers; pushing to the known ones");
+                }
+            }
+            subscribers.publish(&product);
+        });
     }
     if let Some(events) = &catalog.events {
         events.enqueue(product.clone());
