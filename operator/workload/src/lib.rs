@@ -5,3 +5,5 @@ pub mod report;
 pub mod load;
 pub mod measure;
 pub mod infra;
+pub mod engine;
+pub mod cli;

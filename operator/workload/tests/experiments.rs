@@ -1,0 +1,2 @@
+//! Experiments against real servers (being written).
+fn main() {}
