@@ -8,7 +8,13 @@ use dashmap::DashMap;
 
 use crate::services::protocol::{Order, OrderStatus, OrderView, PendingOrder, Price, ProductId};
 
+/// How long an order is kept after it was taken.
 const RETENTION: Duration = Duration::from_secs(300);
+/// Priced orders of the synchronous patterns are kept only for people
+/// looking at `GET /orders/{id}`: past this many entries they are not
+/// recorded, so a capacity probe at thousands of checkouts a second does not
+/// grow memory. Pending orders are always kept: orders needs them.
+const MAX_ENTRIES: usize = 100_000;
 
 enum Entry {
     Pending {
@@ -25,6 +31,9 @@ pub struct OrderBook {
 
 impl OrderBook {
     pub fn record_priced(&self, order: Order) {
+        if self.orders.len() >= MAX_ENTRIES {
+            return;
+        }
         self.orders.insert(
             order.order_id.clone(),
             (Instant::now(), Entry::Priced(order)),
