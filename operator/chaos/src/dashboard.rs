@@ -26,10 +26,12 @@
 //!   own archive, which records new experiments asynchronously, so they may
 //!   answer `404` for an experiment created a moment ago;
 //! - errors are `{code, type, message, full_text}` with `400` (bad request,
-//!   also a missing token), `401` (`error.api.no_cluster_privilege` /
-//!   `no_namespace_privilege`: the token's account may not do this), `404`
-//!   and `500` (anything else the Kubernetes API refused, e.g. "already
-//!   exists"); the authorization check reads the `namespace` query
+//!   also a missing token: "token is empty"), `401`
+//!   (`error.api.no_cluster_privilege` / `no_namespace_privilege`: the
+//!   token's account may not do this), `404` and `500` (anything else the
+//!   Kubernetes API refused, e.g. "already exists", or the API server's
+//!   "Unauthorized" for a token it rejects, which fails the dashboard's
+//!   access review); the authorization check reads the `namespace` query
 //!   parameter to decide where the account needs rights, so commlab sends
 //!   `?namespace=<namespace>` with every request to let a namespaced
 //!   account through.
@@ -151,8 +153,10 @@ impl fmt::Debug for DashboardConfig {
 ///   and `NetworkChaos` whose labels say it is this experiment's (from an
 ///   earlier process, say).
 ///
-/// Errors: 401 is [`ChaosError::Unauthorized`], 403
-/// [`ChaosError::Forbidden`], 5xx and connection failures
+/// Errors: 401 is [`ChaosError::Unauthorized`], and so are the dashboard's
+/// other ways of saying the token is missing (400 "token is empty") or
+/// rejected by the Kubernetes API (500 "Unauthorized"); 403 is
+/// [`ChaosError::Forbidden`], other 5xx and connection failures
 /// [`ChaosError::DashboardUnavailable`], other 4xx
 /// [`ChaosError::DashboardRejected`], a request over its timeout
 /// [`ChaosError::Timeout`]; each quotes the dashboard's `message`. No
@@ -331,11 +335,31 @@ impl DashboardBackend {
         Err(match status {
             StatusCode::UNAUTHORIZED => ChaosError::Unauthorized {
                 request: request_name,
-                message,
+                message: format!("HTTP 401: {message}"),
             },
+            // How the dashboard reports token trouble outside 401: no token
+            // while security mode is on is a 400 "token is empty", and a
+            // token the Kubernetes API rejects (invalid, expired) fails the
+            // dashboard's access review with the API server's
+            // "Unauthorized", which it reports as a 500.
+            StatusCode::BAD_REQUEST if message.contains("token is empty") => {
+                ChaosError::Unauthorized {
+                    request: request_name,
+                    message: format!("HTTP 400, no token was sent: {message}"),
+                }
+            }
+            status if status.is_server_error() && message.contains("Unauthorized") => {
+                ChaosError::Unauthorized {
+                    request: request_name,
+                    message: format!(
+                        "HTTP {}, the Kubernetes API rejected the token: {message}",
+                        status.as_u16()
+                    ),
+                }
+            }
             StatusCode::FORBIDDEN => ChaosError::Forbidden {
                 request: request_name,
-                message,
+                message: format!("HTTP 403: {message}"),
             },
             status if status.is_server_error() => ChaosError::DashboardUnavailable {
                 request: request_name,

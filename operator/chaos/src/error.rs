@@ -95,12 +95,12 @@ pub enum ChaosError {
     /// was given while the dashboard's security mode is on, it is invalid or
     /// expired, or its account may not do this in the namespace (the
     /// dashboard answers 401, `no_namespace_privilege`, for that too).
-    #[error("Chaos Mesh dashboard refused {request} (401 Unauthorized): {message}")]
+    #[error("Chaos Mesh dashboard did not accept the token for {request}: {message}")]
     Unauthorized { request: String, message: String },
 
     /// Something in front of the Chaos Mesh dashboard (or the dashboard)
     /// forbade the request (HTTP 403).
-    #[error("Chaos Mesh dashboard refused {request} (403 Forbidden): {message}")]
+    #[error("Chaos Mesh dashboard (or a proxy in front of it) forbade {request}: {message}")]
     Forbidden { request: String, message: String },
 
     /// The Chaos Mesh dashboard could not be reached or failed (connection
