@@ -1,2 +1,613 @@
-//! Experiments against real servers (being written).
-fn main() {}
+//! Whole experiments through the engine and the `commlab` CLI, against real
+//! PostgreSQL and NATS servers and the real services on loopback: the
+//! article's claims, measured for a few seconds at 150 checkouts/s.
+//!
+//! A custom harness (libtest-mimic) runs the trials one at a time (figures
+//! taken side by side on a small machine would be noise) on one local
+//! platform, whose servers are stopped when the run ends. The experiments
+//! a trial needs run once and are shared by the trials that judge them.
+//! Every wait is bounded.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use commlab_api::{
+    Duration as SpecDuration, Fault, FaultKind, Pattern, Target, Workload,
+    results::FaultMeasurement,
+};
+use commlab_workload::{
+    engine::{
+        Experiment, ExperimentOutcome, LocalOptions, LocalPlatform, Silent, assemble_report,
+        run_comparison,
+    },
+    report::{Report, claim_ids},
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+use tokio::{runtime::Runtime, sync::Mutex};
+
+/// Longest a trial may take, whatever it waits for.
+const TRIAL_TIMEOUT: Duration = Duration::from_secs(180);
+const RATE: f64 = 150.0;
+
+fn main() {
+    let mut arguments = Arguments::from_args();
+    // One at a time: see the module documentation.
+    arguments.test_threads = Some(1);
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a Tokio runtime"),
+    );
+    let suite = Arc::new(Suite::default());
+
+    let trials = vec![
+        trial(
+            "catalog_outage_takes_direct_api_call_down_but_not_the_caches",
+            &runtime,
+            &suite,
+            catalog_outage_takes_direct_api_call_down_but_not_the_caches,
+        ),
+        trial(
+            "async_messaging_accepts_during_the_outage_and_completes_after",
+            &runtime,
+            &suite,
+            async_messaging_accepts_during_the_outage_and_completes_after,
+        ),
+        trial(
+            "a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches",
+            &runtime,
+            &suite,
+            a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches,
+        ),
+        trial(
+            "a_partitioned_broker_leaves_the_events_cache_serving_stale_prices",
+            &runtime,
+            &suite,
+            a_partitioned_broker_leaves_the_events_cache_serving_stale_prices,
+        ),
+        trial(
+            "the_report_covers_the_run_and_round_trips_through_json",
+            &runtime,
+            &suite,
+            the_report_covers_the_run_and_round_trips_through_json,
+        ),
+        trial(
+            "cli_run_refuses_an_invalid_manifest_naming_the_field",
+            &runtime,
+            &suite,
+            |_| async { cli_run_refuses_an_invalid_manifest_naming_the_field() },
+        ),
+        trial(
+            "cli_compare_refuses_bad_options_before_starting_anything",
+            &runtime,
+            &suite,
+            |_| async { cli_compare_refuses_bad_options_before_starting_anything() },
+        ),
+        trial(
+            "cli_run_measures_a_manifest_and_writes_the_report",
+            &runtime,
+            &suite,
+            |_| cli_run_measures_a_manifest_and_writes_the_report(),
+        ),
+        trial(
+            "cli_compare_stops_every_process_on_ctrl_c",
+            &runtime,
+            &suite,
+            |_| cli_compare_stops_every_process_on_ctrl_c(),
+        ),
+    ];
+
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    // Stop the servers before exiting: exit() would skip every drop.
+    let platform = runtime.block_on(suite.platform.lock()).take();
+    if let Some(platform) = platform
+        && let Err(error) = runtime.block_on(platform.shutdown())
+    {
+        eprintln!("stopping the servers: {error}");
+    }
+    drop(suite);
+    conclusion.exit();
+}
+
+/// A trial: an async function of the suite, on the shared runtime, bounded.
+fn trial<F, Fut>(name: &str, runtime: &Arc<Runtime>, suite: &Arc<Suite>, test: F) -> Trial
+where
+    F: FnOnce(Arc<Suite>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>>,
+{
+    let (runtime, suite) = (runtime.clone(), suite.clone());
+    Trial::test(name, move || {
+        runtime.block_on(async move {
+            match tokio::time::timeout(TRIAL_TIMEOUT, test(suite)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(Failed::from(format!("{error:#}"))),
+                Err(_) => Err(Failed::from(format!("timed out after {TRIAL_TIMEOUT:?}"))),
+            }
+        })
+    })
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_commlab"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[derive(Default)]
+struct Suite {
+    platform: Mutex<Option<LocalPlatform>>,
+    /// Outcomes of the shared catalog scenario, by pattern.
+    catalog_scenario: Mutex<HashMap<Pattern, ExperimentOutcome>>,
+}
+
+impl Suite {
+    /// Runs `experiments` on the shared platform (started on first use).
+    async fn run(&self, experiments: &[Experiment]) -> Result<Vec<ExperimentOutcome>> {
+        let mut platform = self.platform.lock().await;
+        if platform.is_none() {
+            *platform =
+                Some(LocalPlatform::start(LocalOptions::new(binary()), Arc::new(Silent)).await?);
+        }
+        let platform = platform.as_mut().expect("started above");
+        let outcome = run_comparison(platform, experiments, Arc::new(Silent)).await;
+        if let Some((pattern, error)) = outcome.failures.first() {
+            bail!("{pattern} failed: {error}");
+        }
+        Ok(outcome.outcomes)
+    }
+
+    /// The catalog scenario for `pattern`, run once: an Outage of catalog,
+    /// then a Delay of 100 ms.
+    async fn catalog_scenario(&self, pattern: Pattern) -> Result<ExperimentOutcome> {
+        if let Some(outcome) = self.catalog_scenario.lock().await.get(&pattern) {
+            return Ok(outcome.clone());
+        }
+        let experiment = Experiment::new(pattern, catalog_workload(), &catalog_plan());
+        let outcome = self.run(&[experiment]).await?.remove(0);
+        self.catalog_scenario
+            .lock()
+            .await
+            .insert(pattern, outcome.clone());
+        Ok(outcome)
+    }
+}
+
+fn seconds(s: f64) -> SpecDuration {
+    SpecDuration::from(Duration::from_secs_f64(s))
+}
+
+/// 1 s warm-up, 8 s measured: baseline 0–2 s, catalog down 2–4 s, catalog
+/// 100 ms slower 5–7 s, then 1 s.
+fn catalog_workload() -> Workload {
+    Workload {
+        rate: RATE,
+        warmup: seconds(1.0),
+        duration: seconds(8.0),
+        ..Workload::default()
+    }
+}
+
+fn fault(name: &str, kind: FaultKind, target: Target, at: f64, duration: f64) -> Fault {
+    Fault {
+        name: name.into(),
+        fault: kind,
+        target,
+        at: seconds(at),
+        duration: seconds(duration),
+        latency: (kind == FaultKind::Delay).then(|| SpecDuration::from_millis(100)),
+        jitter: None,
+    }
+}
+
+fn catalog_plan() -> Vec<Fault> {
+    vec![
+        fault("catalog-down", FaultKind::Outage, Target::Catalog, 2.0, 2.0),
+        fault("slow-catalog", FaultKind::Delay, Target::Catalog, 5.0, 2.0),
+    ]
+}
+
+fn fault_named<'a>(outcome: &'a ExperimentOutcome, name: &str) -> Result<&'a FaultMeasurement> {
+    outcome
+        .report
+        .faults
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| anyhow!("no measurement of {name}"))
+}
+
+async fn catalog_outage_takes_direct_api_call_down_but_not_the_caches(
+    suite: Arc<Suite>,
+) -> Result<()> {
+    let direct = suite.catalog_scenario(Pattern::DirectApiCall).await?;
+    ensure!(
+        direct.report.baseline.success_ratio >= 0.99,
+        "baseline: {:?}",
+        direct.report.baseline
+    );
+    let down = fault_named(&direct, "catalog-down")?;
+    ensure!(
+        down.availability < 0.10,
+        "DirectApiCall availability during the outage: {}",
+        down.availability
+    );
+    ensure!(
+        down.recovery_s.is_some(),
+        "DirectApiCall never recovered: {down:?}"
+    );
+    for pattern in [Pattern::CacheWithUpdateEvents, Pattern::CacheWithApiUpdates] {
+        let cache = suite.catalog_scenario(pattern).await?;
+        let down = fault_named(&cache, "catalog-down")?;
+        ensure!(
+            down.availability >= 0.99,
+            "{pattern} availability during the outage: {}",
+            down.availability
+        );
+    }
+    Ok(())
+}
+
+async fn async_messaging_accepts_during_the_outage_and_completes_after(
+    suite: Arc<Suite>,
+) -> Result<()> {
+    let messaging = suite.catalog_scenario(Pattern::AsyncMessaging).await?;
+    let down = fault_named(&messaging, "catalog-down")?;
+    ensure!(
+        down.availability >= 0.99,
+        "accepted during the outage: {}",
+        down.availability
+    );
+    ensure!(
+        down.completed_ratio >= 0.99,
+        "completed after the outage: {}",
+        down.completed_ratio
+    );
+    // Priced only once catalog was back: well after orders answered.
+    ensure!(
+        down.completion_ms.p50 > down.response_ms.p50 + 300.0,
+        "completion p50 {} ms vs response p50 {} ms",
+        down.completion_ms.p50,
+        down.response_ms.p50
+    );
+    let claim = messaging
+        .report
+        .claims
+        .iter()
+        .find(|c| c.id == claim_ids::MESSAGING_ACCEPTS_WITHOUT_CATALOG)
+        .context("the messaging claim")?;
+    ensure!(format!("{:?}", claim.verdict) == "Confirmed", "{claim:?}");
+    Ok(())
+}
+
+async fn a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches(
+    suite: Arc<Suite>,
+) -> Result<()> {
+    let direct = suite.catalog_scenario(Pattern::DirectApiCall).await?;
+    let slow = fault_named(&direct, "slow-catalog")?;
+    let added = slow.response_ms.p50 - direct.report.baseline.response_ms.p50;
+    ensure!(
+        (70.0..=250.0).contains(&added),
+        "DirectApiCall p50 rose by {added:.1} ms"
+    );
+    for pattern in [Pattern::CacheWithUpdateEvents, Pattern::CacheWithApiUpdates] {
+        let cache = suite.catalog_scenario(pattern).await?;
+        let slow = fault_named(&cache, "slow-catalog")?;
+        let added = slow.response_ms.p50 - cache.report.baseline.response_ms.p50;
+        ensure!(
+            added.abs() < 5.0,
+            "{pattern} p50 moved by {added:.1} ms under the catalog delay"
+        );
+    }
+    Ok(())
+}
+
+async fn a_partitioned_broker_leaves_the_events_cache_serving_stale_prices(
+    suite: Arc<Suite>,
+) -> Result<()> {
+    // Few products changing often, and the broker cut off for 3 s: catalog
+    // commits the changes, orders does not hear of them.
+    let workload = Workload {
+        rate: RATE,
+        warmup: seconds(1.0),
+        duration: seconds(6.0),
+        products: 20,
+        update_rate: 40.0,
+        ..Workload::default()
+    };
+    let plan = [fault(
+        "broker-cut",
+        FaultKind::Partition,
+        Target::Broker,
+        2.0,
+        3.0,
+    )];
+    let experiment = Experiment::new(Pattern::CacheWithUpdateEvents, workload, &plan);
+    let outcome = suite.run(&[experiment]).await?.remove(0);
+    let cut = fault_named(&outcome, "broker-cut")?;
+    ensure!(
+        cut.availability >= 0.99,
+        "the cache stopped serving: {cut:?}"
+    );
+    ensure!(
+        cut.stale_ratio > 0.0,
+        "no stale price during the partition: {cut:?}"
+    );
+    let window = outcome.timeline.fault(&plan[0]);
+    let during = outcome.recording.phase(window);
+    ensure!(
+        during.staleness_ms.p99 > 100.0 && during.staleness_ms.max <= 3_500.0,
+        "staleness during the partition: {:?}",
+        during.staleness_ms
+    );
+    ensure!(
+        outcome.report.timeline.iter().any(|row| row.stale > 0),
+        "no stale second in the timeline"
+    );
+    Ok(())
+}
+
+async fn the_report_covers_the_run_and_round_trips_through_json(suite: Arc<Suite>) -> Result<()> {
+    let mut patterns = Vec::new();
+    for pattern in [Pattern::DirectApiCall, Pattern::CacheWithUpdateEvents] {
+        patterns.push(suite.catalog_scenario(pattern).await?.report);
+    }
+    for pattern in &patterns {
+        ensure!(
+            pattern.timeline.len() == 8,
+            "{} timeline rows",
+            pattern.timeline.len()
+        );
+        let offered: u32 = pattern.timeline.iter().map(|row| row.offered).sum();
+        ensure!(
+            (offered as f64 - 8.0 * RATE).abs() <= 2.0,
+            "offered {offered}"
+        );
+        ensure!(
+            pattern.fault_windows.len() == 2 && pattern.fault_windows[0].from_s == 2.0,
+            "{:?}",
+            pattern.fault_windows
+        );
+    }
+    let report = assemble_report("2026-01-01T00:00:00Z", &catalog_workload(), patterns);
+    ensure!(
+        report
+            .claims
+            .iter()
+            .any(|c| c.id == claim_ids::CACHE_FASTER_THAN_DIRECT_AND_MESSAGING)
+    );
+    let json = report.to_json();
+    let read = Report::from_json(&json)?;
+    ensure!(read.to_json() == json, "the report changed when read back");
+    ensure!(read == report, "the report read back differs");
+    let pretty = Report::from_json(&report.to_json_pretty())?;
+    ensure!(pretty.to_json() == json);
+    Ok(())
+}
+
+fn commlab(args: &[&str]) -> Result<Output> {
+    Command::new(binary())
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .context("running commlab")
+}
+
+fn cli_run_refuses_an_invalid_manifest_naming_the_field() -> Result<()> {
+    for (file, field) in [
+        ("delay-without-latency.yaml", "spec.chaos[0].latency"),
+        ("unknown-pattern.yaml", "spec.pattern"),
+        (
+            "fault-after-run.yaml",
+            "at + duration must be at most spec.workload.duration",
+        ),
+        ("bad-duration-string.yaml", "spec.workload.duration"),
+    ] {
+        let path = format!("examples/invalid/{file}");
+        let output = commlab(&["run", &path])?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            output.status.code() == Some(2),
+            "{file}: exit {:?}, {stderr}",
+            output.status
+        );
+        ensure!(
+            stderr.contains(field) && stderr.contains(&path),
+            "{file}: {stderr}"
+        );
+        ensure!(
+            output.stdout.is_empty(),
+            "{file} printed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let output = commlab(&["run", "examples/no-such-file.yaml"])?;
+    ensure!(output.status.code() == Some(2));
+    ensure!(String::from_utf8_lossy(&output.stderr).contains("cannot read it"));
+    Ok(())
+}
+
+fn cli_compare_refuses_bad_options_before_starting_anything() -> Result<()> {
+    for (args, expected) in [
+        (
+            vec!["compare", "--patterns", "GraphQl"],
+            "unknown pattern `GraphQl`",
+        ),
+        (vec!["compare", "--rate", "0"], "--rate: spec.workload.rate"),
+        (vec!["compare", "--duration", "soon"], "is not a duration"),
+        (
+            vec![
+                "compare",
+                "--quick",
+                "--duration",
+                "2s",
+                "--chaos",
+                "examples/direct-api-call.yaml",
+            ],
+            "every fault must end inside the run",
+        ),
+    ] {
+        let started = Instant::now();
+        let output = commlab(&args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            output.status.code() == Some(2),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        ensure!(stderr.contains(expected), "{args:?}: {stderr}");
+        ensure!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+async fn cli_run_measures_a_manifest_and_writes_the_report() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("shared-data.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: commlab.dev/v1alpha1\nkind: CommunicationPattern\nmetadata: {name: shared}\n\
+         spec:\n  pattern: SharedData\n  workload: {rate: 100, warmup: 1s, duration: 5s}\n\
+         \x20 chaos:\n  - {name: database-down, fault: Outage, target: database, at: 2s, duration: 1500ms}\n\
+         \x20 slo: {availability: \"99%\"}\n",
+    )?;
+    let out = dir.path().join("out");
+    let output = tokio::task::spawn_blocking({
+        let (manifest, out) = (manifest.clone(), out.clone());
+        move || {
+            commlab(&[
+                "run",
+                manifest.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+        }
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    ensure!(
+        stdout.contains("SharedData") && stdout.contains("database-down"),
+        "{stdout}"
+    );
+    ensure!(
+        stdout.contains("SLO verdict for SharedData: Fail"),
+        "{stdout}"
+    );
+    // Plain progress lines, since stderr is not a terminal.
+    ensure!(
+        stderr.contains("SharedData: database-down: Outage of database injected"),
+        "{stderr}"
+    );
+    let report = Report::from_json(&std::fs::read_to_string(out.join("report.json"))?)?;
+    let shared = report
+        .pattern(Pattern::SharedData)
+        .context("SharedData in the report")?;
+    ensure!(
+        shared.faults[0].availability < 0.10,
+        "{:?}",
+        shared.faults[0]
+    );
+    let claim = shared
+        .claims
+        .iter()
+        .find(|c| c.id == claim_ids::SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN)
+        .context("the shared database claim")?;
+    ensure!(format!("{:?}", claim.verdict) == "Confirmed", "{claim:?}");
+    let html = std::fs::read_to_string(out.join("report.html"))?;
+    ensure!(html.contains("<svg") && html.contains("database-down"));
+    ensure!(out.join("report.txt").exists());
+    Ok(())
+}
+
+/// Processes whose environment holds `marker`: the ones a run started.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains(marker) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    found
+}
+
+async fn cli_compare_stops_every_process_on_ctrl_c() -> Result<()> {
+    // Every server, service and temporary directory of the run lives under
+    // this TMPDIR and inherits it, which is how they are found afterwards.
+    let tmp = tempfile::tempdir()?;
+    let marker = tmp.path().to_str().unwrap().to_owned();
+    let mut child = tokio::process::Command::new(binary())
+        .args([
+            "compare",
+            "--quick",
+            "--patterns",
+            "AsyncMessaging",
+            "--out",
+        ])
+        .arg(tmp.path().join("out"))
+        .env("TMPDIR", &marker)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Interrupt in the middle of the measured run.
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("catalog-down: Outage of catalog injected") {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline.into(), stderr.read(&mut buffer)).await??;
+        ensure!(read > 0, "commlab ended early:\n{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    ensure!(
+        processes_with(&marker).len() >= 4,
+        "expected servers and services: {:?}",
+        processes_with(&marker)
+    );
+    let pid = child.id().context("pid")? as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    let mut rest = String::new();
+    use tokio::io::AsyncReadExt;
+    stderr.read_to_string(&mut rest).await?;
+    ensure!(status.code() == Some(130), "exit {status:?}\n{seen}{rest}");
+    ensure!(rest.contains("interrupted"), "{rest}");
+    let left = processes_with(&marker);
+    ensure!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("commlab-"))
+        .collect();
+    ensure!(
+        leftovers.is_empty(),
+        "temporary directories left: {leftovers:?}"
+    );
+    Ok(())
+}
