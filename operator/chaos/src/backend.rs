@@ -35,20 +35,22 @@ use crate::ChaosError;
 ///
 /// - [`LocalBackend`](crate::LocalBackend): processes on this machine and a
 ///   TCP fault proxy in front of each target (the `commlab compare` CLI).
-/// - A Chaos Mesh backend (to come), with kube's dynamic API: `inject`
-///   creates a `PodChaos` (`pod-failure` for `Outage`, `pod-kill` for `Kill`)
-///   or a `NetworkChaos` (`delay` with latency and jitter, `partition`) whose
-///   `duration` is the fault's, selecting the target's pods by their
-///   `app.kubernetes.io/component` label, and named after the experiment and
-///   `fault.name`, labelled as managed by commlab. It returns
+/// - [`ChaosMeshBackend`](crate::ChaosMeshBackend), with kube's dynamic
+///   API: `inject` creates a `PodChaos` (`pod-failure` for `Outage`,
+///   `pod-kill` for `Kill`) or a `NetworkChaos` (`delay` with latency and
+///   jitter, `partition`) whose `duration` is the fault's, selecting the
+///   target's pods by their `app.kubernetes.io/*` labels, named after the
+///   experiment and `fault.name`, labelled as managed by commlab (see
+///   [`chaos_mesh`](crate::chaos_mesh)). It returns
 ///   [`FaultHandle::ChaosMeshObject`]; `recover` deletes that object (Chaos
-///   Mesh then undoes the fault if its duration has not already run out) and
-///   `cleanup` deletes every object with the experiment's labels.
-/// - A Chaos Mesh dashboard backend (to come), over HTTP: `inject` is
-///   `POST /api/experiments` with the same spec, returning
-///   [`FaultHandle::DashboardExperiment`] with the experiment's `uid`;
-///   `recover` is `DELETE /api/experiments/{uid}`; `cleanup` lists
-///   `GET /api/experiments` and deletes the ones this experiment created.
+///   Mesh then undoes the fault if its duration has not already run out)
+///   and `cleanup` deletes every object with the experiment's labels.
+/// - [`DashboardBackend`](crate::DashboardBackend), over the Chaos Mesh
+///   dashboard's HTTP API: `inject` is `POST /api/experiments` with the
+///   same object, returning [`FaultHandle::DashboardExperiment`] with the
+///   experiment's `uid`; `recover` is `DELETE /api/experiments/{uid}`;
+///   `cleanup` deletes what it injected and the namespace's experiments
+///   labelled as this experiment's.
 ///
 /// Both cluster backends return errors as [`ChaosError`] variants of their
 /// own, each with a bounded [`ChaosError::category`].
