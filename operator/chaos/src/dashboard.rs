@@ -161,6 +161,16 @@ impl fmt::Debug for DashboardConfig {
 /// [`ChaosError::DashboardRejected`], a request over its timeout
 /// [`ChaosError::Timeout`]; each quotes the dashboard's `message`. No
 /// request waits longer than the request timeout.
+///
+/// ```no_run
+/// use commlab_chaos::{ChaosError, ChaosScope, DashboardBackend, DashboardConfig};
+///
+/// # fn build(token: String) -> Result<DashboardBackend, ChaosError> {
+/// let config = DashboardConfig::new("http://chaos-dashboard.chaos-mesh.svc:2333")
+///     .with_token(token);
+/// DashboardBackend::new(config, ChaosScope::new("team-a", "shop"))
+/// # }
+/// ```
 pub struct DashboardBackend {
     http: reqwest::Client,
     /// Ends with `/`, so that `api/...` joins below any path prefix.

@@ -48,7 +48,32 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// `cleanup` has nothing to do there and succeeds.
 ///
 /// RBAC: `create`, `get`, `list` and `delete` on `podchaos` and
-/// `networkchaos` in `chaos-mesh.org`, in the experiment's namespace.
+/// `networkchaos` in `chaos-mesh.org`, in the experiment's namespace. An
+/// owner reference with `blockOwnerDeletion: true` also needs `update` on
+/// `communicationpatterns/finalizers` where the API server enforces owner
+/// reference permissions; kube's `controller_owner_ref` leaves it unset.
+///
+/// For one CommunicationPattern, owned by it:
+///
+/// ```no_run
+/// use commlab_api::CommunicationPattern;
+/// use commlab_chaos::{ChaosError, ChaosMeshBackend, ChaosScope, FaultBackend};
+/// use kube::{Resource, ResourceExt};
+///
+/// # async fn run(client: kube::Client, cpat: &CommunicationPattern) -> Result<(), ChaosError> {
+/// let mut scope = ChaosScope::new(cpat.namespace().unwrap_or_default(), cpat.name_any());
+/// if let Some(owner) = cpat.controller_owner_ref(&()) {
+///     scope = scope.with_owner(owner);
+/// }
+/// let backend = ChaosMeshBackend::new(client, scope);
+/// for fault in &cpat.spec.chaos {
+///     let active = backend.inject(fault).await?;
+///     // ... at fault.at + fault.duration:
+///     backend.recover(active).await?;
+/// }
+/// backend.cleanup().await
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ChaosMeshBackend {
     client: Client,
