@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commlab_workload::{
-    cli::{self, CompareArgs, LogWriter, RunArgs},
+    cli::{self, CompareArgs, ExperimentArgs, LogWriter, RunArgs},
     services::{
         catalog::{self, CatalogConfig},
         http::shutdown_signal,
@@ -40,6 +40,10 @@ enum Command {
     /// Run one service of the reference scenario (orders or catalog).
     #[command(subcommand)]
     Serve(Service),
+    /// Run the experiment of a CommunicationPattern in a cluster and write
+    /// its report into ConfigMap <name>-report: what the operator's runner
+    /// Job does (`--in-cluster`).
+    Experiment(ExperimentArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +79,16 @@ async fn main() -> ExitCode {
         Command::Run(args) => {
             init_tracing("warn");
             finish(cli::run(args).await)
+        }
+        Command::Experiment(args) => {
+            init_tracing("info");
+            match cli::experiment(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("commlab experiment: {error}");
+                    ExitCode::from(error.exit_code())
+                }
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Progress goes to stderr. Ctrl-C stops every process and removes every
 //! temporary directory before exiting.
 
+pub mod experiment;
 pub mod manifest;
 pub mod progress;
 
@@ -28,6 +29,7 @@ use crate::{
     },
     report::{Report, render_html, render_table},
 };
+pub use experiment::{ExperimentArgs, experiment};
 pub use manifest::{Manifest, ManifestError, read_chaos, read_manifest};
 pub use progress::{LogWriter, ProgressView, Style};
 

@@ -21,10 +21,10 @@
 //! - A [`Platform`] deploys one pattern at a time and gives its targets and
 //!   fault backend; [`Deployment::teardown`] removes it. [`LocalPlatform`]
 //!   runs everything as processes on this machine (`commlab compare`).
-//!   In a cluster, the experiment Job is given the pattern's Service URLs
-//!   and a Chaos Mesh backend and calls [`run_experiment`] directly, and
-//!   writes [`Report::to_json_within`] into its ConfigMap; a cluster
-//!   `Platform` that waits for the operator's Deployments fits the same trait.
+//!   In a cluster, the operator's experiment Job (`commlab experiment
+//!   --in-cluster`) runs one pattern on a [`ClusterPlatform`]: the
+//!   operator's Services, a Chaos Mesh backend, and the report written with
+//!   [`Report::to_json_within`] into a ConfigMap (see [`cluster`]).
 //! - [`run_comparison`] runs several experiments one after another on one
 //!   platform and assembles the [`Report`].
 //! - An [`Observer`] hears about every step ([`Event`]) for progress displays.
@@ -36,11 +36,13 @@
 //! the local platform stops its servers in [`LocalPlatform::shutdown`].
 //! Dropping the future of a comparison (Ctrl-C) drops every handle: local
 //! processes are killed, proxies closed and temporary directories removed
-//! by their `Drop`s; in a cluster, Chaos Mesh objects end with their own
-//! `duration`.
+//! by their `Drop`s. In a cluster, the runner deletes its Chaos Mesh
+//! objects on SIGTERM too, and they are owned by the CommunicationPattern
+//! and end with their own `duration` in any case.
 //!
 //! [`Report::to_json_within`]: crate::report::Report::to_json_within
 
+pub mod cluster;
 pub mod local;
 pub mod observe;
 pub mod plan;
@@ -54,6 +56,7 @@ use commlab_api::{
 };
 use commlab_chaos::{ChaosError, FaultBackend};
 
+pub use cluster::ClusterPlatform;
 pub use local::{LocalOptions, LocalPlatform};
 pub use observe::{Event, Logged, Observer, Silent};
 pub use plan::{CapacityProbe, Stage, Timeline};
