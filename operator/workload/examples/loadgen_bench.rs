@@ -80,6 +80,9 @@ fn load(args: &[String]) {
         if let Some(i) = args.iter().position(|arg| arg == "--max-in-flight") {
             config.max_in_flight = args[i + 1].parse().expect("--max-in-flight");
         }
+        if let Some(i) = args.iter().position(|arg| arg == "--max-connections") {
+            config.max_connections = args[i + 1].parse().expect("--max-connections");
+        }
         let started = Instant::now();
         let handle = LoadRun::start(config).await.expect("start");
         let recording = handle.finish().await.expect("finish");
@@ -89,7 +92,8 @@ fn load(args: &[String]) {
         let summary = recording.summary();
         let line = json!({
             "targetRps": rate,
-            "achievedRps": summary.ok as f64 / wall,
+            // As oha counts: 2xx answers received within the run's duration.
+            "achievedRps": recording.throughput(Duration::ZERO..Duration::from_secs_f64(seconds)),
             "wallS": wall,
             "scheduled": summary.scheduled,
             "ok": summary.ok,
@@ -104,6 +108,23 @@ fn load(args: &[String]) {
             "behindMaxMs": summary.behind_schedule.max_ms,
         });
         println!("{line}");
+        if args.iter().any(|arg| arg == "--lag-profile") {
+            let step = Duration::from_millis(100);
+            let mut at = Duration::ZERO;
+            while at < recording.schedule_end() {
+                let lag = recording.schedule_lag(at..at + step);
+                let service = recording.service_time(at..at + step);
+                eprintln!(
+                    "{:>6.1}s lag p99 {:>8.3} max {:>8.3} | service p99 {:>8.3} max {:>8.3}",
+                    at.as_secs_f64(),
+                    lag.p99_ms,
+                    lag.max_ms,
+                    service.p99,
+                    service.max
+                );
+                at += step;
+            }
+        }
     });
 }
 

@@ -4,8 +4,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Counters, LoadConfig, LoadError, Schedule, product_for};
@@ -14,7 +19,12 @@ use crate::measure::{CheckoutRecord, Outcome};
 /// The schedule thread sleeps at most this long between checks of the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(10);
 
-/// The shared HTTP client: keep-alive, no proxy (targets are loopback or
+/// The schedule thread wakes at most once per quantum: checkouts closer
+/// together than this go out together (it only matters near
+/// [`super::PRECISE_SCHEDULE_MAX_RATE`]).
+const QUANTUM: Duration = Duration::from_micros(200);
+
+/// The HTTP client for price changes: keep-alive, no proxy (targets are loopback or
 /// in-cluster), Nagle off, the request timeout over the whole exchange.
 pub(super) fn http_client(config: &LoadConfig) -> Result<reqwest::Client, LoadError> {
     reqwest::Client::builder()
@@ -22,7 +32,7 @@ pub(super) fn http_client(config: &LoadConfig) -> Result<reqwest::Client, LoadEr
         .tcp_nodelay(true)
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout)
-        .pool_max_idle_per_host(config.max_in_flight)
+        .pool_max_idle_per_host(64)
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(LoadError::Client)
@@ -44,52 +54,131 @@ pub(super) fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, LoadError
     Ok(url)
 }
 
-/// orders' replicas, used round-robin.
+/// orders' replicas, used round-robin, each with its own pool of
+/// keep-alive HTTP/1 connections (hyper's client connection, without
+/// reqwest's per-request URL and header work: a checkout is the hot path).
 pub(super) struct Orders {
-    client: reqwest::Client,
-    checkout_urls: Vec<reqwest::Url>,
+    replicas: Vec<Replica>,
+    request_timeout: Duration,
 }
 
 impl Orders {
-    pub(super) fn new(client: reqwest::Client, bases: &[String]) -> Result<Self, LoadError> {
-        let checkout_urls = bases
+    pub(super) fn new(
+        bases: &[String],
+        request_timeout: Duration,
+        max_connections: usize,
+    ) -> Result<Self, LoadError> {
+        let replicas = bases
             .iter()
-            .map(|base| endpoint(base, "checkout"))
+            .map(|base| Replica::new(base, max_connections))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            client,
-            checkout_urls,
+            replicas,
+            request_timeout,
         })
     }
 
-    /// Sends the `i`-th checkout to replica `i mod n` and classifies what came back.
+    /// Sends the `i`-th checkout to replica `i mod n` and classifies what
+    /// came back; the timeout covers connecting, sending and the whole answer.
     pub(super) async fn send(&self, i: u64, product_id: u32) -> Outcome {
-        let url = &self.checkout_urls[(i % self.checkout_urls.len() as u64) as usize];
-        let body = format!(r#"{{"product_id":{product_id},"quantity":1}}"#);
-        let response = self
-            .client
-            .post(url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return failure(&error),
-        };
-        let status = response.status().as_u16();
-        match response.bytes().await {
-            Ok(body) => classify(status, &body),
-            Err(error) => failure(&error),
+        let replica = &self.replicas[(i % self.replicas.len() as u64) as usize];
+        let body = Bytes::from(format!(r#"{{"product_id":{product_id},"quantity":1}}"#));
+        match tokio::time::timeout(self.request_timeout, replica.exchange(body)).await {
+            Ok(Ok((status, body))) => classify(status, &body),
+            Ok(Err(Failed)) => Outcome::Failed,
+            Err(_) => Outcome::TimedOut,
         }
     }
 }
 
-fn failure(error: &reqwest::Error) -> Outcome {
-    if error.is_timeout() {
-        Outcome::TimedOut
-    } else {
-        Outcome::Failed
+/// The request failed without an answer.
+struct Failed;
+
+impl<E: std::error::Error> From<E> for Failed {
+    fn from(_: E) -> Self {
+        Failed
+    }
+}
+
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One orders replica: where to connect, what to ask, idle connections.
+struct Replica {
+    /// `host:port`, resolved on every new connection.
+    authority: String,
+    host: HeaderValue,
+    checkout: Uri,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per checkout using a connection: never more connections
+    /// than permits, so an overloaded orders does not get a storm of new ones.
+    connections: Semaphore,
+}
+
+impl Replica {
+    fn new(base: &str, max_connections: usize) -> Result<Self, LoadError> {
+        let url = endpoint(base, "checkout")?;
+        let invalid = |reason: &str| LoadError::InvalidUrl {
+            url: base.to_owned(),
+            reason: reason.into(),
+        };
+        if url.scheme() != "http" {
+            return Err(invalid("orders is reached over plain http"));
+        }
+        let host = url.host_str().ok_or_else(|| invalid("no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host_header = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Self {
+            authority: format!("{host}:{port}"),
+            host: HeaderValue::from_str(&host_header).map_err(|_| invalid("host"))?,
+            checkout: url.path().parse().map_err(|_| invalid("path"))?,
+            idle: Mutex::new(Vec::new()),
+            connections: Semaphore::new(max_connections),
+        })
+    }
+
+    async fn exchange(&self, body: Bytes) -> Result<(u16, Bytes), Failed> {
+        let _permit = self.connections.acquire().await?;
+        let mut connection = self.connection().await?;
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.checkout.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let response = connection.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        // Answered in full: the connection can carry the next checkout.
+        self.idle
+            .lock()
+            .expect("idle connections lock")
+            .push(connection);
+        Ok((status, body))
+    }
+
+    /// An idle connection that is still open, or a new one.
+    async fn connection(&self) -> Result<Connection, Failed> {
+        loop {
+            let idle = self.idle.lock().expect("idle connections lock").pop();
+            let Some(mut connection) = idle else { break };
+            if connection.is_closed() {
+                continue;
+            }
+            if connection.ready().await.is_ok() {
+                return Ok(connection);
+            }
+        }
+        let stream = TcpStream::connect(&self.authority).await?;
+        stream.set_nodelay(true)?;
+        let (connection, driver) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = driver.await;
+        });
+        Ok(connection)
     }
 }
 
@@ -144,7 +233,8 @@ struct Shared {
     records: Arc<Mutex<Vec<CheckoutRecord>>>,
 }
 
-/// Keeps the schedule on its own thread.
+/// Keeps the schedule: on its own thread ([`Sender::run`]) or as a task on
+/// the runtime ([`Sender::run_in_runtime`]).
 pub(super) struct Sender {
     pub runtime: tokio::runtime::Handle,
     pub orders: Arc<Orders>,
@@ -169,6 +259,40 @@ impl Sender {
             records: self.records.clone(),
         });
         let len = self.schedule.len();
+        let quantum = QUANTUM;
+        let mut last_wake = Instant::now();
+        let mut next = 0u64;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return self.schedule.offset(next).min(self.schedule.duration());
+            }
+            let due = self.schedule.due_by(self.origin.elapsed());
+            while next < due {
+                self.dispatch(&shared, next);
+                next += 1;
+            }
+            if next >= len {
+                return self.schedule.duration();
+            }
+            let wake = (self.origin + self.schedule.offset(next)).max(last_wake + quantum);
+            let now = Instant::now();
+            if wake > now {
+                std::thread::sleep((wake - now).min(STOP_CHECK));
+            }
+            last_wake = Instant::now();
+        }
+    }
+
+    /// The same schedule kept by a task on the runtime with tokio's timer
+    /// (whole milliseconds): checkouts due within a millisecond go together.
+    pub(super) async fn run_in_runtime(self) -> Duration {
+        let shared = Arc::new(Shared {
+            orders: self.orders.clone(),
+            origin: self.origin,
+            counters: self.counters.clone(),
+            records: self.records.clone(),
+        });
+        let len = self.schedule.len();
         let mut next = 0u64;
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -183,10 +307,7 @@ impl Sender {
                 return self.schedule.duration();
             }
             let wake = self.origin + self.schedule.offset(next);
-            let now = Instant::now();
-            if wake > now {
-                std::thread::sleep((wake - now).min(STOP_CHECK));
-            }
+            tokio::time::sleep_until(wake.min(Instant::now() + STOP_CHECK).into()).await;
         }
     }
 

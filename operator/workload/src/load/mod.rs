@@ -48,10 +48,12 @@
 //!
 //! # How it sends
 //!
-//! - The `i`-th checkout is due at `origin + i / rate`. A dedicated thread
-//!   keeps the schedule with `nanosleep` precision (tokio's timer rounds to
-//!   whole milliseconds) and hands each due checkout to the tokio runtime as
-//!   its own task, without waiting for earlier ones.
+//! - The `i`-th checkout is due at `origin + i / rate` and is handed to the
+//!   tokio runtime as its own task, without waiting for earlier ones. Up to
+//!   [`PRECISE_SCHEDULE_MAX_RATE`] a dedicated thread keeps the schedule with
+//!   `nanosleep` precision (sends within tens of microseconds of their time);
+//!   above it a runtime task keeps it with tokio's timer, sending each
+//!   millisecond's checkouts together (up to about 1 ms late, counted).
 //! - At most `max_in_flight` checkouts are outstanding; one that comes due
 //!   while the bound is reached is not sent and is recorded as
 //!   [`Outcome::Dropped`] (like k6's dropped iterations), so it counts
@@ -62,8 +64,10 @@
 //! - Orders replicas are used round-robin; each checkout picks a product
 //!   uniformly from `1..=products` with a seeded SplitMix64, the same for the
 //!   same seed and index whatever the timing.
-//! - One shared `reqwest` client with keep-alive; the request timeout covers
-//!   connect, send and the whole answer.
+//! - Checkouts go over keep-alive HTTP/1 connections (hyper's client
+//!   connection, a pool per replica, as many connections as checkouts in
+//!   flight); price changes use a shared `reqwest` client. The request
+//!   timeout covers connect, send and the whole answer.
 
 mod checkout;
 mod completions;
@@ -82,6 +86,14 @@ pub use schedule::{Schedule, product_for};
 
 /// How long `finish` waits beyond the request timeout for checkouts in flight.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// Up to this rate a dedicated thread keeps the schedule with `nanosleep`
+/// precision; above it a task on the runtime keeps it with tokio's
+/// millisecond timer, sending the checkouts due in each millisecond together
+/// (as oha does): one thread wake-up per checkout costs more CPU than the
+/// checkout itself at such rates (see `bench/loadgen-vs-oha.sh`).
+pub const PRECISE_SCHEDULE_MAX_RATE: f64 = 2000.0;
+/// Connections to each orders replica, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// The default bound on checkouts in flight never goes above this.
 pub const MAX_IN_FLIGHT_CAP: usize = 8192;
 
@@ -107,6 +119,9 @@ pub struct LoadConfig {
     pub request_timeout: Duration,
     /// The most checkouts outstanding at once; more are dropped.
     pub max_in_flight: usize,
+    /// The most connections to each orders replica; a checkout that finds
+    /// them all busy waits for one (that wait counts in its latency).
+    pub max_connections: usize,
     /// How long `finish` waits for completions of accepted checkouts after
     /// the last answer.
     pub completion_grace: Duration,
@@ -151,6 +166,7 @@ impl LoadConfig {
             update_rate: 0.0,
             request_timeout,
             max_in_flight: default_max_in_flight(rate, request_timeout),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             completion_grace: Duration::from_secs(5),
             seed: 1,
         }
@@ -182,6 +198,12 @@ impl LoadConfig {
             return invalid(format!(
                 "max in flight must be at least 1, not {}",
                 self.max_in_flight
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
+            return invalid(format!(
+                "max connections must be at least 1, not {}",
+                self.max_connections
             ));
         }
         if self.request_timeout.is_zero() {
@@ -291,7 +313,11 @@ impl LoadRun {
     pub async fn start(config: LoadConfig) -> Result<LoadHandle, LoadError> {
         config.validate()?;
         let client = checkout::http_client(&config)?;
-        let orders = checkout::Orders::new(client.clone(), &config.orders)?;
+        let orders = checkout::Orders::new(
+            &config.orders,
+            config.request_timeout,
+            config.max_connections,
+        )?;
         let catalog = prices::Catalog::new(client, &config.catalog)?;
         let listener = match &config.broker {
             Some(url) => Some(completions::Listener::subscribe(url).await?),
@@ -336,13 +362,20 @@ impl LoadRun {
             records: records.clone(),
             stop: stop_flag.clone(),
         };
-        std::thread::Builder::new()
-            .name("commlab-load-schedule".into())
-            .spawn(move || {
-                let end = sender.run();
+        if schedule.rate() > PRECISE_SCHEDULE_MAX_RATE {
+            tokio::spawn(async move {
+                let end = sender.run_in_runtime().await;
                 let _ = done_tx.send(end);
-            })
-            .map_err(|error| LoadError::Scheduler(error.to_string()))?;
+            });
+        } else {
+            std::thread::Builder::new()
+                .name("commlab-load-schedule".into())
+                .spawn(move || {
+                    let end = sender.run();
+                    let _ = done_tx.send(end);
+                })
+                .map_err(|error| LoadError::Scheduler(error.to_string()))?;
+        }
 
         let (progress_tx, progress_rx) =
             watch::channel(counters.progress(Duration::ZERO, schedule.len(), false));

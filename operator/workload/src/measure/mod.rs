@@ -479,11 +479,35 @@ impl Recording {
             .collect()
     }
 
+    /// 2xx answers *received* in `window` per second, whenever they were
+    /// scheduled: what an observer of orders' output sees (a load tool's
+    /// "requests per second"). [`PhaseMeasurement::achieved_rps`] instead
+    /// counts the checkouts *scheduled* in the window that were answered ok.
+    pub fn throughput(&self, window: Range<Duration>) -> f64 {
+        let span = window.end.saturating_sub(window.start).as_secs_f64();
+        if span <= 0.0 {
+            return 0.0;
+        }
+        let (start, end) = (micros(window.start), micros(window.end));
+        let received = self
+            .checkouts
+            .iter()
+            .filter(|c| c.ok)
+            .filter_map(|c| c.response_us.map(|response| c.scheduled_us + response))
+            .filter(|ended| (start..end).contains(ended))
+            .count();
+        received as f64 / span
+    }
+
     /// The raw service time of checkouts scheduled in `window`: from the
     /// actual send until the answer. Beside the latency from the scheduled
     /// time, it tells the load generator's lag apart from orders' slowness.
     pub fn service_time(&self, window: Range<Duration>) -> LatencyMs {
-        self.slice(window).iter().filter_map(|c| c.service_us).collect::<Micros>().latency()
+        self.slice(window)
+            .iter()
+            .filter_map(|c| c.service_us)
+            .collect::<Micros>()
+            .latency()
     }
 
     /// How far the sends of checkouts scheduled in `window` fell behind.

@@ -382,3 +382,15 @@ fn fault_measurement_from_the_chaos_plan() {
     assert_eq!(measured.response_ms.p99, 1000.0);
     assert_eq!(measured.recovery_s, Some(0.5));
 }
+
+#[test]
+fn throughput_counts_answers_by_when_they_arrived() {
+    // 10 a second for 2 s, each answered after 500 ms.
+    let recording = recording(steady(10, 2, 500), 2000);
+    // Scheduled in the first second: 10, all ok.
+    assert_eq!(recording.phase(ms(0)..ms(1000)).achieved_rps, 10.0);
+    // Arrived in the first second: those scheduled before 0.5 s.
+    assert_eq!(recording.throughput(ms(0)..ms(1000)), 5.0);
+    assert_eq!(recording.throughput(ms(0)..ms(2500)), 8.0);
+    assert_eq!(recording.throughput(ms(1000)..ms(1000)), 0.0);
+}
