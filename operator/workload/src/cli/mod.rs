@@ -103,8 +103,9 @@ pub enum CliError {
     /// Some patterns failed; the report of the others was written.
     #[error("{}", failed_message(.0))]
     PatternsFailed(Vec<(Pattern, String)>),
-    #[error("interrupted: every process was stopped")]
-    Interrupted,
+    /// A signal stopped the command; `code` is 128 + the signal's number.
+    #[error("{signal}: every process was stopped before the end")]
+    Interrupted { signal: &'static str, code: u8 },
 }
 
 fn failed_message(failures: &[(Pattern, String)]) -> String {
@@ -116,12 +117,12 @@ fn failed_message(failures: &[(Pattern, String)]) -> String {
 }
 
 impl CliError {
-    /// 2 for invalid input, 130 for Ctrl-C, 1 otherwise.
+    /// 2 for invalid input, 128 + the signal for a signal (130 for Ctrl-C), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Invalid(_) | CliError::Manifest(_) => 2,
             CliError::Engine(EngineError::Invalid(_)) => 2,
-            CliError::Interrupted => 130,
+            CliError::Interrupted { code, .. } => *code,
             _ => 1,
         }
     }
@@ -230,15 +231,42 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
     .await
 }
 
-/// Runs `work` until it ends or Ctrl-C; on Ctrl-C, `work` is dropped, which
-/// stops its processes and removes its temporary directories.
+/// Runs `work` until it ends or the process is asked to stop (Ctrl-C,
+/// SIGTERM, SIGHUP); then `work` is dropped, which stops its processes and
+/// removes its temporary directories, and the command fails with
+/// [`CliError::Interrupted`].
 async fn interruptible(work: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
     tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("\ninterrupted: stopping every process …");
-            Err(CliError::Interrupted)
+        (signal, code) = stop_requested() => {
+            eprintln!("\n{signal}: stopping every process …");
+            Err(CliError::Interrupted { signal, code })
         }
+    }
+}
+
+/// Completes when SIGINT, SIGTERM or SIGHUP arrives, with what happened and
+/// the exit code a shell expects (128 + the signal's number).
+async fn stop_requested() -> (&'static str, u8) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let terminate = async {
+        match terminate.as_mut() {
+            Some(stream) => stream.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let hangup = async {
+        match hangup.as_mut() {
+            Some(stream) => stream.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ("interrupted", 130),
+        _ = terminate => ("terminated", 143),
+        _ = hangup => ("hung up", 129),
     }
 }
 
