@@ -44,6 +44,12 @@ step "generated CRDs are up to date"
 cargo run -q -p commlab-controller --bin crdgen -- --check
 
 step "tests"
+# operator/controller/tests/runner.rs runs the real `commlab` binary as the
+# experiment runner. `cargo test --workspace` builds it before any test runs
+# (commlab-workload has integration tests), so the test uses that one instead
+# of running `cargo build` itself (what it does when COMMLAB_BIN is unset).
+COMMLAB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/commlab"
+export COMMLAB_BIN
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 summary="$(grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')"
 step "done"

@@ -18,10 +18,10 @@ use kube::ResourceExt;
 use crate::children::{MetaFn, Names, from_json};
 
 pub const RUNNER: &str = "runner";
-/// Key of the report in the report ConfigMap.
-pub const REPORT_KEY: &str = "report.json";
+/// Key of the report in the report ConfigMap (the runner writes it).
+pub const REPORT_KEY: &str = commlab_workload::engine::cluster::REPORT_KEY;
 /// Label on the report ConfigMap: the generation the experiment ran for.
-pub const GENERATION_LABEL: &str = "commlab.dev/generation";
+pub const GENERATION_LABEL: &str = commlab_workload::engine::cluster::GENERATION_LABEL;
 /// Time the runner gets beyond warm-up and the run itself: deploy checks,
 /// a capacity probe and writing the report.
 const DEADLINE_MARGIN_SECS: u64 = 300;

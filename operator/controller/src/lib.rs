@@ -86,13 +86,21 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
     // own objects and not every Secret of the cluster.
     let owned =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    // The report ConfigMap is the runner's (`commlab-runner`, never pruned
+    // by the operator); watched too, so a report is summarised when written.
+    let config_maps = watcher::Config::default().labels(&format!(
+        "{} in ({},{})",
+        labels::MANAGED_BY,
+        labels::MANAGER,
+        commlab_workload::engine::cluster::RUNNER_MANAGER
+    ));
     let patterns_controller = Controller::new(patterns, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(options.concurrency))
         .owns(scoped::<Deployment>(&client, ns), owned.clone())
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
         .owns(scoped::<Secret>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), config_maps)
         .owns(scoped::<Job>(&client, ns), owned.clone())
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())

@@ -5,6 +5,7 @@
 //! so tests cannot see each other's objects. Needs a running cluster:
 //! `export COMMLAB_KUBECONFIG=$(e2e/cluster/up.sh)`.
 
+#[allow(dead_code)] // each test binary uses part of the helpers
 mod support;
 
 use std::time::Duration;

@@ -193,29 +193,26 @@ pub struct Operator {
 impl Operator {
     /// With the admin kubeconfig.
     pub async fn start_admin(ns: &str) -> anyhow::Result<Self> {
-        Self::start(ns, commlab_e2e::kubeconfig_path()?, None).await
+        Self::start_admin_with_env(ns, &[]).await
+    }
+
+    /// With the admin kubeconfig and extra environment, e.g.
+    /// `COMMLAB_RUNNER_POD_LABELS`.
+    pub async fn start_admin_with_env(ns: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start(ns, commlab_e2e::kubeconfig_path()?, None, env).await
     }
 
     /// With a ServiceAccount token, and nothing else, for its credentials.
     pub async fn start_with_token(ns: &str, token: &str) -> anyhow::Result<Self> {
-        let admin: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(commlab_e2e::kubeconfig_path()?)?)?;
-        let cluster = admin["clusters"][0]["cluster"].clone();
-        let config = serde_json::json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{ "name": "local", "cluster": cluster }],
-            "users": [{ "name": "sa", "user": { "token": token } }],
-            "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": "sa", "namespace": ns } }],
-        });
-        let file = tempfile::NamedTempFile::new()?;
-        std::fs::write(file.path(), serde_yaml::to_string(&config)?)?;
-        Self::start(ns, file.path().to_owned(), Some(file)).await
+        let file = token_kubeconfig(ns, token)?;
+        Self::start(ns, file.path().to_owned(), Some(file), &[]).await
     }
 
     async fn start(
         ns: &str,
         kubeconfig: PathBuf,
         keep: Option<tempfile::NamedTempFile>,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -230,6 +227,7 @@ impl Operator {
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -346,6 +344,15 @@ pub async fn install_chart_rbac(
         }
     }
     let service_account = service_account.context("the chart rendered no ServiceAccount")?;
+    service_account_token(client, ns, &service_account).await
+}
+
+/// A token for ServiceAccount `name` in `ns` (TokenRequest, one hour).
+pub async fn service_account_token(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let request = TokenRequest {
         spec: TokenRequestSpec {
@@ -356,12 +363,180 @@ pub async fn install_chart_rbac(
         ..Default::default()
     };
     let response = accounts
-        .create_token_request(&service_account, &PostParams::default(), &request)
-        .await?;
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("requesting a token for ServiceAccount {ns}/{name}"))?;
     Ok(response
         .status
         .context("TokenRequest without status")?
         .token)
+}
+
+/// A kubeconfig file for the local cluster whose only credential is `token`,
+/// with `ns` as its namespace.
+pub fn token_kubeconfig(ns: &str, token: &str) -> anyhow::Result<tempfile::NamedTempFile> {
+    let admin: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(commlab_e2e::kubeconfig_path()?)?)?;
+    let cluster = admin["clusters"][0]["cluster"].clone();
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{ "name": "local", "cluster": cluster }],
+        "users": [{ "name": "sa", "user": { "token": token } }],
+        "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": "sa", "namespace": ns } }],
+    });
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), serde_yaml::to_string(&config)?)?;
+    Ok(file)
+}
+
+/// The label the CRDs of `e2e/fixtures/chaos-mesh-crds.yaml` carry.
+const CHAOS_FIXTURE_LABEL: (&str, &str) = ("commlab.dev/test-fixture", "chaos-mesh-crds");
+
+/// Applies the minimal PodChaos and NetworkChaos CRDs of
+/// `e2e/fixtures/chaos-mesh-crds.yaml` (no Chaos Mesh controller runs, so
+/// the objects are stored, never acted on) and waits until they are
+/// Established. CRDs of those names that are not the fixture's (a real
+/// Chaos Mesh) are used as they are; the fixture's are left installed.
+pub async fn install_chaos_mesh_crds(client: &Client) -> anyhow::Result<()> {
+    let path = repo_root().join("e2e/fixtures/chaos-mesh-crds.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let name = crd.name_any();
+        if let Some(existing) = crds.get_opt(&name).await? {
+            let from_fixture = existing
+                .labels()
+                .get(CHAOS_FIXTURE_LABEL.0)
+                .is_some_and(|value| value == CHAOS_FIXTURE_LABEL.1);
+            if !from_fixture {
+                continue;
+            }
+        }
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        poll_until(
+            Duration::from_secs(30),
+            "the Chaos Mesh CRD to be Established",
+            || async {
+                Ok(
+                    commlab_e2e::has_condition(&crds.get(&name).await?, "Established")
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Longest `cargo build` of the `commlab` binary may take (a cold build).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
+
+/// The `commlab` binary of this workspace, built for the profile of the
+/// running test (`cargo test` builds only the tested package's binaries).
+///
+/// `COMMLAB_BIN`, when set, names it and nothing is built. Otherwise this
+/// runs `$CARGO build -p commlab-workload --bin commlab` once per test
+/// process and returns the executable cargo reports: always current (cargo
+/// rebuilds what changed, and does nothing when nothing did), in the same
+/// target directory and profile as the test. Running cargo from a test is
+/// fine: `cargo test` releases the build lock before it runs tests.
+pub async fn commlab_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+    BINARY
+        .get_or_try_init(|| async {
+            if let Some(path) = std::env::var_os("COMMLAB_BIN") {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    bail!(
+                        "COMMLAB_BIN={} is not a file: build it with `cargo build -p \
+                         commlab-workload --bin commlab`, or unset COMMLAB_BIN",
+                        path.display()
+                    );
+                }
+                return Ok(path);
+            }
+            build_commlab().await
+        })
+        .await
+        .cloned()
+}
+
+async fn build_commlab() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // target/<profile>/deps/<this test>: build for the same profile.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .context("the test executable is not in target/<profile>/deps")?;
+    let profile = match profile_dir {
+        "debug" => "dev",
+        other => other,
+    };
+    let mut command = Command::new(&cargo);
+    command
+        .args(["build", "--package", "commlab-workload", "--bin", "commlab"])
+        .args([
+            "--profile",
+            profile,
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(BUILD_TIMEOUT, command.output())
+        .await
+        .with_context(|| format!("building commlab took longer than {BUILD_TIMEOUT:?}"))?
+        .with_context(|| format!("running {}", cargo.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!("cargo build --bin commlab failed: {}", output.status);
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["target"]["name"] == "commlab"
+        })
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no commlab executable")
+}
+
+/// Runs the kubectl from `COMMLAB_KUBECTL` with the admin kubeconfig, for at
+/// most a minute; its stdout, or an error with its stderr.
+pub async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+    let kubectl = std::env::var("COMMLAB_KUBECTL")
+        .context("COMMLAB_KUBECTL must name the kubectl binary (scripts/test.sh sets it)")?;
+    let mut command = Command::new(&kubectl);
+    command
+        .arg("--kubeconfig")
+        .arg(commlab_e2e::kubeconfig_path()?)
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .with_context(|| format!("kubectl {} took longer than a minute", args.join(" ")))?
+        .with_context(|| format!("running {kubectl}"))?;
+    if !output.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// The chart's directory, `charts/commlab`.

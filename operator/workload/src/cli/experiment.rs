@@ -4,9 +4,12 @@
 //! `<name>-report` (see [`crate::engine::cluster`]).
 //!
 //! - It stops, with a message saying why, when its CommunicationPattern is
-//!   gone, was created again (another uid than `COMMLAB_OWNER_UID`) or is at
-//!   another generation than `COMMLAB_GENERATION`: at the start, and while
-//!   the experiment runs (read every [`WATCH_EVERY`]).
+//!   gone (or the runner lost access to it: its ServiceAccount and Role are
+//!   deleted with it), was created again (another uid than
+//!   `COMMLAB_OWNER_UID`) or is at another generation than
+//!   `COMMLAB_GENERATION`: at the start, while the experiment runs (read
+//!   every [`WATCH_EVERY`]), when the experiment fails, and before it
+//!   writes the report.
 //! - Every way out deletes the chaos objects of the experiment: success,
 //!   an error of the engine, SIGTERM (a deleted Job, `activeDeadlineSeconds`)
 //!   and Ctrl-C. They are owned by the CommunicationPattern as well, so
@@ -143,13 +146,24 @@ pub async fn experiment(args: ExperimentArgs) -> Result<(), RunnerError> {
         )
         .await;
         if let Some((_, error)) = outcome.failures.into_iter().next() {
-            return Err(RunnerError::Engine(error));
+            // A pattern deleted or changed meanwhile explains the failure best.
+            return Err(match pattern.why_stop(generation, &uid).await {
+                Some(stop) => {
+                    warn!(%error, "the experiment failed");
+                    stop
+                }
+                None => RunnerError::Engine(error),
+            });
         }
         let report = outcome.report.ok_or_else(|| {
             RunnerError::Engine(EngineError::Internal(
                 "the experiment made no report".into(),
             ))
         })?;
+        // No report for a pattern deleted or changed meanwhile.
+        if let Some(stop) = pattern.why_stop(generation, &uid).await {
+            return Err(stop);
+        }
         ReportWriter::new(client.clone(), &args.namespace, &args.name)
             .write(&report, generation, &owner)
             .await

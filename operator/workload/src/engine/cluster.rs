@@ -86,10 +86,20 @@ pub enum RunnerError {
     },
     #[error("timed out after {after:?} trying to {action}")]
     Timeout { action: String, after: Duration },
-    #[error(
-        "CommunicationPattern {namespace}/{name} does not exist (it was deleted): nothing to run"
-    )]
+    #[error("CommunicationPattern {namespace}/{name} does not exist (it was deleted); stopping")]
     Deleted { namespace: String, name: String },
+    /// Deleting a CommunicationPattern deletes its runner's ServiceAccount,
+    /// Role and RoleBinding with it: the runner then cannot read it any more.
+    #[error(
+        "lost access to CommunicationPattern {namespace}/{name} ({source}): deleting it deletes \
+         the runner's ServiceAccount and Role too, so it was most likely deleted; stopping"
+    )]
+    AccessLost {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
     /// The runner was started for another generation or another object.
     #[error("{0}")]
     Stale(Stale),
@@ -117,7 +127,7 @@ impl RunnerError {
             RunnerError::Config(_) => "config",
             RunnerError::Kubernetes { .. } => "kubernetes",
             RunnerError::Timeout { .. } => "timeout",
-            RunnerError::Deleted { .. } => "deleted",
+            RunnerError::Deleted { .. } | RunnerError::AccessLost { .. } => "deleted",
             RunnerError::Stale(_) => "stale",
             RunnerError::Engine(error) => error.category(),
             RunnerError::Report(error) => error.category(),
@@ -241,26 +251,48 @@ impl PatternHandle {
         })
     }
 
-    /// Returns once the CommunicationPattern is deleted, recreated, or at
-    /// another generation than `generation`, reading it every `every`. A
-    /// read that fails is logged and tried again: only what the API server
-    /// says about the object stops the runner.
-    pub async fn changed(&self, generation: i64, uid: &str, every: Duration) -> RunnerError {
-        loop {
-            tokio::time::sleep(every).await;
-            match self.read().await {
-                Ok(cp) => {
-                    if let Err(stale) = check_runner(&cp, generation, Some(uid)) {
-                        return RunnerError::Stale(stale);
-                    }
-                }
-                Err(deleted @ RunnerError::Deleted { .. }) => return deleted,
-                Err(error) => {
-                    warn!(%error, "could not check the CommunicationPattern; trying again")
-                }
+    /// Why a runner for `generation` of the object `uid` should stop now:
+    /// the CommunicationPattern is gone ([`RunnerError::Deleted`], or
+    /// [`RunnerError::AccessLost`] when the runner's own RBAC went with it),
+    /// was created again or is at another generation ([`RunnerError::Stale`]).
+    /// `None` while the runner is current, and when the API server cannot
+    /// be asked (a transient error, logged): only what it says about the
+    /// object stops the runner.
+    pub async fn why_stop(&self, generation: i64, uid: &str) -> Option<RunnerError> {
+        match self.read().await {
+            Ok(cp) => check_runner(&cp, generation, Some(uid))
+                .err()
+                .map(RunnerError::Stale),
+            Err(deleted @ RunnerError::Deleted { .. }) => Some(deleted),
+            Err(RunnerError::Kubernetes { source, .. }) if access_denied(&source) => {
+                Some(RunnerError::AccessLost {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    source,
+                })
+            }
+            Err(error) => {
+                warn!(%error, "could not check the CommunicationPattern");
+                None
             }
         }
     }
+
+    /// Returns once the runner should stop ([`PatternHandle::why_stop`]),
+    /// asking every `every`.
+    pub async fn changed(&self, generation: i64, uid: &str, every: Duration) -> RunnerError {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Some(stop) = self.why_stop(generation, uid).await {
+                return stop;
+            }
+        }
+    }
+}
+
+/// 401 or 403: this ServiceAccount may no longer read what it could.
+fn access_denied(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 401 || status.code == 403)
 }
 
 /// Whether a runner started for `generation` (and, when given, for the
