@@ -108,6 +108,8 @@ pub fn runner_objects(
                     "containers": [{
                         "name": RUNNER,
                         "image": inputs.image,
+                        // The image's entrypoint is the operator; the runner is `commlab`.
+                        "command": ["commlab"],
                         "args": ["experiment", "--in-cluster", "--namespace", ns, "--name", names.instance],
                         "env": [
                             { "name": "COMMLAB_GENERATION", "value": generation.to_string() },
@@ -308,6 +310,53 @@ mod tests {
         assert_eq!(
             report_rule.resource_names.as_ref().unwrap(),
             &["shop-report".to_owned()]
+        );
+    }
+
+    #[test]
+    fn the_runner_runs_commlab_experiment_for_its_generation() {
+        let cp = cp();
+        let objects = runner_objects(
+            &cp,
+            2,
+            &RunnerInputs {
+                image: "img",
+                pod_labels: &BTreeMap::new(),
+            },
+            &crate::children::child_meta(&cp),
+        );
+        let pod = objects.jobs[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .unwrap();
+        let container = &pod.containers[0];
+        // The image's entrypoint is `commlab-operator`.
+        assert_eq!(
+            container.command.as_deref(),
+            Some(&["commlab".to_owned()][..])
+        );
+        let args = container.args.as_ref().unwrap();
+        assert_eq!(
+            args,
+            &[
+                "experiment",
+                "--in-cluster",
+                "--namespace",
+                "lab",
+                "--name",
+                "shop"
+            ]
+        );
+        let env: Vec<_> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            env,
+            [("COMMLAB_GENERATION", "2"), ("COMMLAB_OWNER_UID", "uid-1")]
         );
     }
 

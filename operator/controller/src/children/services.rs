@@ -89,6 +89,8 @@ fn deployment(
                     "containers": [{
                         "name": component,
                         "image": inputs.config.workload_image,
+                        // The image's entrypoint is the operator; the services are `commlab`.
+                        "command": ["commlab"],
                         "args": ["serve", component],
                         "ports": [{ "name": "http", "containerPort": SERVICE_PORT }],
                         "envFrom": [{ "configMapRef": { "name": names.service_config() } }],
