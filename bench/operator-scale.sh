@@ -21,6 +21,9 @@
 #   BENCH_READY_TIMEOUT   seconds to wait for every object to be Ready [600]
 #   BENCH_SETTLE          seconds the reconcile counter must stand still [10]
 #   BENCH_SETTLE_TIMEOUT  seconds to wait for that [300]
+#   BENCH_RESYNC          the operator's periodic requeue of a settled object, in
+#                         seconds [300]; resyncs alone also count as settled
+#   BENCH_OUT             where the raw figures go [target/bench/operator-scale-<time>]
 #
 # Each object needs orders + catalog + database (+ broker) pods; the check
 # before the run fails when the cluster's fake nodes have too few free pod
@@ -38,6 +41,8 @@ PROFILE="${BENCH_PROFILE:-release}"
 READY_TIMEOUT="${BENCH_READY_TIMEOUT:-600}"
 SETTLE="${BENCH_SETTLE:-10}"
 SETTLE_TIMEOUT="${BENCH_SETTLE_TIMEOUT:-300}"
+RESYNC="${BENCH_RESYNC:-300}"
+OUT="${BENCH_OUT:-target/bench/operator-scale-$(date +%Y%m%d-%H%M%S)}"
 DELETE_TIMEOUT=180
 FIELD_MANAGER=commlab-bench
 
@@ -61,12 +66,17 @@ now() { echo "$EPOCHREALTIME"; }
 # seconds_since START [END]: END (default now) minus START, one decimal.
 seconds_since() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.1f", b - a }'; }
 
-workdir="$(mktemp -d -t commlab-bench.XXXXXX)"
+mkdir -p "$OUT"
+workdir="$OUT"
 namespace=""
 operator_pid=""
+watcher_pids=()
 
 cleanup() {
-  local rc=$?
+  local rc=$? pid
+  for pid in "${watcher_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
   if [[ -n "$operator_pid" ]] && kill -0 "$operator_pid" 2>/dev/null; then
     kill "$operator_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$operator_pid" 2>/dev/null || break; sleep 0.2; done
@@ -79,12 +89,11 @@ cleanup() {
     k wait --for=delete "namespace/$namespace" --timeout="${DELETE_TIMEOUT}s" >/dev/null 2>&1 ||
       log "namespace $namespace is still terminating"
   fi
-  if ((rc != 0)) && [[ -f "$workdir/operator.log" ]]; then
-    log "the operator's last log lines ($workdir/operator.log kept):"
+  if ((rc != 0)) && [[ -s "$workdir/operator.log" ]]; then
+    log "the operator's last log lines:"
     tail -n 20 "$workdir/operator.log" >&2
-  else
-    rm -rf "$workdir"
   fi
+  log "raw figures in $OUT"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -155,6 +164,17 @@ sum_metric() {
     awk -v name="$1" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%d", sum }'
 }
 
+# --- watch the children's ready counts, with the time each change arrives ---
+# watch-<kind>.txt: epoch seconds, event, name, instance, ready, desired.
+stamp() { while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done; }
+for kind in deployments statefulsets; do
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get "$kind" --namespace "$namespace" \
+    --watch --output-watch-events --no-headers \
+    -o 'custom-columns=EVENT:.type,NAME:.object.metadata.name,INSTANCE:.object.metadata.labels.app\.kubernetes\.io/instance,READY:.object.status.readyReplicas,DESIRED:.object.spec.replicas' \
+    > >(stamp >"$workdir/watch-$kind.txt") 2>/dev/null &
+  watcher_pids+=($!)
+done
+
 # --- create every object at once ---
 log "creating $COUNT CommunicationPatterns from $EXAMPLE"
 start="$(now)"
@@ -162,6 +182,13 @@ k create --namespace "$namespace" -f "$workdir/objects.json" >/dev/null
 created="$(now)"
 log "created in $(seconds_since "$start" "$created")s"
 
+# reconciles.tsv: seconds since the create, reconciles so far; one line a second.
+sample_reconciles() {
+  local count
+  count="$(sum_metric commlab_operator_reconciles_total)" || return 0
+  printf '%s\t%s\n' "$(seconds_since "$start")" "$count" >>"$workdir/reconciles.tsv"
+  echo "$count"
+}
 ready_count() {
   k get communicationpatterns.commlab.dev --namespace "$namespace" -o json |
     jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length'
@@ -169,8 +196,10 @@ ready_count() {
 deadline=$((SECONDS + READY_TIMEOUT))
 next_report=$((SECONDS + 10))
 all_ready=""
+ready=0
 while :; do
-  ready="$(ready_count || echo 0)"
+  sample_reconciles >/dev/null
+  ready="$(ready_count || echo "$ready")"
   if ((ready == COUNT)); then
     all_ready="$(now)"
     break
@@ -182,45 +211,43 @@ while :; do
   fi
   sleep 1
 done
-reconciles_at_ready="$(sum_metric commlab_operator_reconciles_total)"
+reconciles_at_ready="$(sample_reconciles)"
 if [[ -z "$all_ready" ]]; then
   log "timed out after ${READY_TIMEOUT}s: $ready/$COUNT Ready; measuring what there is"
 fi
 
-# --- per object: when its pods were all Ready, when it was Ready ---
-# Condition timestamps have whole seconds, so each figure is within 1 s.
-k get pods --namespace "$namespace" -o json >"$workdir/pods.json"
-k get communicationpatterns.commlab.dev --namespace "$namespace" -o json >"$workdir/objects-status.json"
-jq --slurpfile pods "$workdir/pods.json" '
-  def ready_at: [.status.conditions[]? | select(.type == "Ready" and .status == "True")
-                 | .lastTransitionTime | fromdateiso8601] | first;
-  ($pods[0].items
-    | map(select(.status.phase != "Succeeded" and .status.phase != "Failed"))
-    | group_by(.metadata.labels["app.kubernetes.io/instance"])
-    | map({key: .[0].metadata.labels["app.kubernetes.io/instance"],
-           value: {pods: length, at: (if all(.[]; ready_at != null) then map(ready_at) | max else null end)}})
-    | from_entries) as $by
-  | [.items[] | {name: .metadata.name, pods: ($by[.metadata.name].pods // 0),
-                 pods_ready_at: $by[.metadata.name].at, ready_at: ready_at}]' \
-  "$workdir/objects-status.json" >"$workdir/per-object.json"
-
 # --- reconciles until the counter stands still ---
-log "waiting until the reconcile counter stands still for ${SETTLE}s (up to ${SETTLE_TIMEOUT}s)"
+# Settled: no reconcile for SETTLE s, or, over the last 60 s, no more than the
+# periodic resync accounts for (COUNT objects every RESYNC s, plus a fifth).
+log "waiting until reconciles settle (still for ${SETTLE}s, or resyncs only; up to ${SETTLE_TIMEOUT}s)"
+window=60
+resync_allowance=$((COUNT * window * 6 / (RESYNC * 5) + 1))
 settle_deadline=$((SECONDS + SETTLE_TIMEOUT))
-last="$(sum_metric commlab_operator_reconciles_total)"
+settle_start=$SECONDS
+last="$reconciles_at_ready"
 last_change=$SECONDS
-settled=no
+history=()
+settled="not within ${SETTLE_TIMEOUT} s"
 while ((SECONDS < settle_deadline)); do
   sleep 1
-  current="$(sum_metric commlab_operator_reconciles_total)"
+  current="$(sample_reconciles)"
+  [[ -n "$current" ]] || continue
+  history+=("$current")
   if ((current != last)); then
     last="$current"
     last_change=$SECONDS
-  elif ((SECONDS - last_change >= SETTLE)); then
-    settled=yes
+  fi
+  if ((SECONDS - last_change >= SETTLE)); then
+    settled="still for ${SETTLE} s"
+    break
+  fi
+  if ((${#history[@]} > window)) &&
+    ((current - history[${#history[@]} - window - 1] <= resync_allowance)); then
+    settled="only resyncs in the last ${window} s"
     break
   fi
 done
+settle_seconds=$((SECONDS - settle_start))
 reconciles="$last"
 failures="$(sum_metric commlab_operator_reconcile_failures_total)"
 peak_rss_kib="$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$operator_pid/status")"
@@ -229,21 +256,71 @@ rss_kib="$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$operator_pid/status")"
 cpu_seconds="$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' \
   "/proc/$operator_pid/stat")"
 
+# --- per object: when its pods were all Ready, when it was first Ready ---
+# Pod times are condition timestamps (whole seconds); an object's first Ready
+# is its first ComponentsReady event (microseconds), else its Ready
+# condition's lastTransitionTime.
+k get pods --namespace "$namespace" -o json >"$workdir/pods.json"
+# children.json: per instance, when every child first reported all replicas ready.
+cat "$workdir"/watch-*.txt 2>/dev/null | awk '
+  { child[$3] = $4 }
+  $5 == $6 && !($3 in ready) { ready[$3] = $1 }
+  END {
+    for (c in child) { children[child[c]]++; if (c in ready) { n[child[c]]++; if (ready[c] > at[child[c]]) at[child[c]] = ready[c] } }
+    printf "{"; sep = ""
+    for (i in children) { printf "%s\"%s\": {\"children\": %d, \"ready\": %d, \"at\": %s}", sep, i, children[i], n[i] + 0, (i in at) ? at[i] : "null"; sep = ", " }
+    print "}"
+  }' >"$workdir/children.json"
+k get communicationpatterns.commlab.dev --namespace "$namespace" -o json >"$workdir/objects-status.json"
+k get events.events.k8s.io --namespace "$namespace" -o json >"$workdir/events.json"
+jq --slurpfile pods "$workdir/pods.json" --slurpfile events "$workdir/events.json" \
+  --slurpfile children "$workdir/children.json" '
+  def ts: capture("^(?<s>[^.Z]+)(?<f>\\.[0-9]+)?Z$") | (.s + "Z" | fromdateiso8601) + ((.f // "0") | tonumber);
+  def ready_at: [.status.conditions[]? | select(.type == "Ready" and .status == "True")
+                 | .lastTransitionTime | ts] | first;
+  ($pods[0].items
+    | map(select(.status.phase != "Succeeded" and .status.phase != "Failed"
+                 and .metadata.labels["app.kubernetes.io/instance"] != null))
+    | group_by(.metadata.labels["app.kubernetes.io/instance"])
+    | map({key: .[0].metadata.labels["app.kubernetes.io/instance"],
+           value: {pods: length, at: (if all(.[]; ready_at != null) then map(ready_at) | max else null end)}})
+    | from_entries) as $by
+  | ($events[0].items | map(select(.regarding.kind == "CommunicationPattern"))
+    | group_by(.regarding.name)
+    | map({key: .[0].regarding.name,
+           value: {first_ready: ([.[] | select(.reason == "ComponentsReady") | (.eventTime // .deprecatedFirstTimestamp) | ts] | min),
+                   became_ready: ([.[] | select(.reason == "ComponentsReady") | (.series.count // 1)] | add // 0),
+                   became_degraded: ([.[] | select(.reason == "ComponentFailing") | (.series.count // 1)] | add // 0)}})
+    | from_entries) as $ev
+  | [.items[] | .metadata.name as $name
+     | {name: $name, pods: ($by[$name].pods // 0), pods_ready_at: $by[$name].at,
+        children_ready_at: ($children[0][$name] | if . != null and .ready == .children then .at else null end),
+        ready_at: ($ev[$name].first_ready // ready_at), ready_now: (ready_at != null),
+        became_ready: ($ev[$name].became_ready // 0), became_degraded: ($ev[$name].became_degraded // 0)}]' \
+  "$workdir/objects-status.json" >"$workdir/per-object.json"
+
 # --- report ---
-row() { printf '%-32s %s\n' "$1" "$2"; }
-jq -r --argjson start "$start" --argjson n "$COUNT" '
-  def pct(p): .[((length - 1) * p + 0.5) | floor];
-  (map(select(.pods_ready_at != null))) as $pods_ready
-  | (map(select(.ready_at != null))) as $ready
-  | (map(select(.pods_ready_at != null and .ready_at != null) | .ready_at - .pods_ready_at) | sort) as $lag
-  | "objects with all pods Ready\t\($pods_ready | length)/\($n)"
-    + (if ($pods_ready | length) > 0 then ", the last \(($pods_ready | map(.pods_ready_at) | max) - $start | floor) s after the create" else "" end),
-    "objects Ready\t\($ready | length)/\($n)"
-    + (if ($ready | length) > 0 then ", the last \(($ready | map(.ready_at) | max) - $start | floor) s after the create" else "" end),
-    if ($lag | length) > 0 then
-      "Ready after its pods\tp50 \($lag | pct(0.5)) s, p90 \($lag | pct(0.9)) s, max \($lag | last) s; \($lag | map(select(. > 60)) | length) over the 60 s target"
-    else "Ready after its pods\tno object has both" end' \
-  "$workdir/per-object.json" | while IFS=$'\t' read -r label value; do row "$label" "$value"; done
+row() { printf '%-34s %s\n' "$1" "$2"; }
+{
+  jq -r --argjson start "$start" --argjson n "$COUNT" '
+    def pct(p): .[((length - 1) * p + 0.5) | floor];
+    def s: . * 10 | round / 10;
+    # stats(from; to): the spread of to - from over the objects having both.
+    def stats(from; to): [.[] | select(from != null and to != null) | to - from] | sort
+      | if length == 0 then "no object has both times"
+        else "p50 \(pct(0.5) | s) s, p90 \(pct(0.9) | s) s, max \(last | s) s (\(length) objects); \(map(select(. > 60)) | length) over 60 s" end;
+    def after_create(f): map(f | select(. != null)) | if length == 0 then "" else ", the last \(max - $start | s) s after the create" end;
+    "objects with all pods Ready\t\(map(select(.pods_ready_at != null)) | length)/\($n)\(after_create(.pods_ready_at))",
+    "objects Ready\t\(map(select(.ready_at != null)) | length)/\($n)\(after_create(.ready_at))",
+    "first Ready after its pods\t\(stats(.pods_ready_at; .ready_at)) (target: under 60 s)",
+    "  children report ready after pods\t\(stats(.pods_ready_at; .children_ready_at)) (kube-controller-manager)",
+    "  first Ready after children ready\t\(stats(.children_ready_at; .ready_at)) (the operator)",
+    "ComponentsReady events\t\(map(.became_ready) | add) for \($n) objects (more than one: Ready flipped, or announced twice); ComponentFailing \(map(.became_degraded) | add)",
+    (map(select(.pods_ready_at != null and .ready_at != null and .ready_at - .pods_ready_at > 60))
+      | sort_by(.pods_ready_at - .ready_at) | .[:5][]
+      | "  slow: \(.name)\tpods Ready +\(.pods_ready_at - $start | s) s, children ready +\(if .children_ready_at then .children_ready_at - $start | s else "?" end) s, first Ready +\(.ready_at - $start | s) s")' \
+    "$workdir/per-object.json"
+} | while IFS=$'\t' read -r label value; do row "$label" "$value"; done
 row "create call took" "$(seconds_since "$start" "$created") s"
 if [[ -n "$all_ready" ]]; then
   row "all Ready (polled every 1 s)" "$(seconds_since "$start" "$all_ready") s after the create"
@@ -251,8 +328,8 @@ else
   row "all Ready (polled every 1 s)" "not within ${READY_TIMEOUT} s"
 fi
 per_object() { awk -v r="$1" -v n="$COUNT" 'BEGIN { printf "%d (%.1f per object)", r, r / n }'; }
-row "reconciles until settled" "$(per_object "$reconciles"); still for ${SETTLE} s: $settled"
 row "reconciles when all were Ready" "$(per_object "$reconciles_at_ready")"
+row "reconciles until settled" "$(per_object "$reconciles"), ${settle_seconds} s after all Ready: $settled"
 row "reconcile failures" "$failures"
 row "operator peak RSS (VmHWM)" "$(awk -v p="$peak_rss_kib" -v c="$rss_kib" 'BEGIN { printf "%.1f MiB (now %.1f MiB); target < 50 MiB", p / 1024, c / 1024 }')"
 row "operator CPU time" "$cpu_seconds s"
