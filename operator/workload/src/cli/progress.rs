@@ -115,10 +115,15 @@ impl ProgressView {
         ));
     }
 
-    /// Stops drawing; the finished bars stay on screen.
+    /// Ends every bar still drawn (a pattern that never ran); finished bars
+    /// stay on screen above what is printed next.
     pub fn finish(&self) {
-        if let Some(bars) = &self.bars {
-            let _ = bars.clear();
+        if let Ok(patterns) = self.patterns.lock() {
+            for bar in patterns.values().filter_map(|(bar, _)| bar.as_ref()) {
+                if !bar.is_finished() {
+                    bar.abandon();
+                }
+            }
         }
     }
 }
