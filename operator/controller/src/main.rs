@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use commlab_controller::{OperatorConfig, RunOptions};
 
 #[derive(Parser)]
@@ -18,21 +18,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run {
-        #[command(flatten)]
-        config: OperatorConfig,
-        /// Address of the /metrics, /healthz and /readyz server.
-        #[arg(long, env = "COMMLAB_LISTEN", default_value = "0.0.0.0:8080")]
-        listen: SocketAddr,
-        /// Most reconciles at once.
-        #[arg(long, env = "COMMLAB_CONCURRENCY", default_value_t = 8)]
-        concurrency: u16,
-        /// Watch one namespace only.
-        #[arg(long, env = "COMMLAB_NAMESPACE")]
-        namespace: Option<String>,
-    },
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: OperatorConfig,
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, env = "COMMLAB_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Most reconciles at once.
+    #[arg(long, env = "COMMLAB_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Watch one namespace only.
+    #[arg(long, env = "COMMLAB_NAMESPACE")]
+    namespace: Option<String>,
 }
 
 #[tokio::main]
@@ -43,12 +46,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Run {
-            config,
-            listen,
-            concurrency,
-            namespace,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                config,
+                listen,
+                concurrency,
+                namespace,
+            } = *args;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the Kubernetes API server")?;
