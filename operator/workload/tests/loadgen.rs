@@ -90,8 +90,9 @@ async fn achieved_rate_is_within_one_percent_of_500_per_second() {
     assert!(wall < Duration::from_secs(4), "{wall:?}");
     let throughput = recording.throughput(Duration::ZERO..Duration::from_secs(3));
     assert!((495.0..=500.0).contains(&throughput), "{throughput}");
+    // Well under a millisecond on an idle machine; generous for a busy one.
     assert!(
-        summary.behind_schedule.p99_ms < 50.0,
+        summary.behind_schedule.p99_ms < 200.0,
         "{:?}",
         summary.behind_schedule
     );
@@ -583,7 +584,10 @@ async fn high_rates_are_kept_by_the_runtime_ticker() {
     let count = Arc::new(AtomicU64::new(0));
     let orders = fixed_orders(count.clone()).await;
     let rate = commlab_workload::load::PRECISE_SCHEDULE_MAX_RATE * 1.25;
-    let config = LoadConfig::new(vec![orders], rate, Duration::from_secs(1));
+    let mut config = LoadConfig::new(vec![orders], rate, Duration::from_secs(1));
+    // The server shares this (unoptimised) test's runtime: a few keep-alive
+    // connections, not one per checkout when it falls behind.
+    config.max_connections = 16;
     let recording = LoadRun::start(config)
         .await
         .unwrap()
@@ -602,9 +606,16 @@ async fn high_rates_are_kept_by_the_runtime_ticker() {
     assert_eq!(phase.achieved_rps, 2500.0);
     // Nothing goes out early; millisecond batches are at most about 1 ms late
     // (more on a busy machine).
+    let profile: Vec<_> = (0..10)
+        .map(|i| {
+            recording
+                .schedule_lag(ms(i * 100)..ms(i * 100 + 100))
+                .max_ms
+        })
+        .collect();
     assert!(
         summary.behind_schedule.p99_ms < 250.0,
-        "{:?}",
+        "{:?} {profile:?}",
         summary.behind_schedule
     );
 }

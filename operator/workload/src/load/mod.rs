@@ -92,6 +92,9 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// (as oha does): one thread wake-up per checkout costs more CPU than the
 /// checkout itself at such rates (see `bench/loadgen-vs-oha.sh`).
 pub const PRECISE_SCHEDULE_MAX_RATE: f64 = 2000.0;
+/// The default number of connections to each orders replica never goes
+/// above this (1024 checkouts in flight is half a second at 2000/s).
+pub const MAX_CONNECTIONS_CAP: usize = 1024;
 /// The default bound on checkouts in flight never goes above this.
 pub const MAX_IN_FLIGHT_CAP: usize = 8192;
 
@@ -119,9 +122,10 @@ pub struct LoadConfig {
     pub max_in_flight: usize,
     /// The most connections to each orders replica, opened as needed; a
     /// checkout that finds them all busy waits for one (the wait counts in
-    /// its latency and its timeout). Defaults to `max_in_flight`, so the
-    /// open model holds; a lower cap keeps an overloaded orders from a storm
-    /// of new connections (the benchmark gives oha and us the same cap).
+    /// its latency and its timeout). Defaults to `max_in_flight` (so the
+    /// open model holds) up to [`MAX_CONNECTIONS_CAP`], which keeps an
+    /// overloaded orders from a storm of new connections (the benchmark gives
+    /// oha and us the same cap).
     pub max_connections: usize,
     /// How long `finish` waits for completions of accepted checkouts after
     /// the last answer.
@@ -150,7 +154,7 @@ impl LoadConfig {
         config.update_rate = workload.update_rate;
         config.request_timeout = workload.request_timeout.as_std();
         config.max_in_flight = default_max_in_flight(config.rate, config.request_timeout);
-        config.max_connections = config.max_in_flight;
+        config.max_connections = config.max_in_flight.min(MAX_CONNECTIONS_CAP);
         config
     }
 
@@ -169,7 +173,7 @@ impl LoadConfig {
             update_rate: 0.0,
             request_timeout,
             max_in_flight,
-            max_connections: max_in_flight,
+            max_connections: max_in_flight.min(MAX_CONNECTIONS_CAP),
             completion_grace: Duration::from_secs(5),
             seed: 1,
         }
@@ -564,6 +568,8 @@ mod tests {
         assert_eq!(config.update_rate, 5.0);
         assert_eq!(config.request_timeout, Duration::from_secs(2));
         assert_eq!(config.max_connections, config.max_in_flight);
+        let fast = LoadConfig::new(vec!["http://o".into()], 5000.0, Duration::from_secs(1));
+        assert_eq!(fast.max_connections, MAX_CONNECTIONS_CAP);
         assert!(config.validate().is_ok());
     }
 
