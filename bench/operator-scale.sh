@@ -23,6 +23,7 @@
 #   BENCH_SETTLE_TIMEOUT  seconds to wait for that [300]
 #   BENCH_RESYNC          the operator's periodic requeue of a settled object, in
 #                         seconds [300]; resyncs alone also count as settled
+#   BENCH_CONCURRENCY     the operator's --concurrency [its default]
 #   BENCH_OUT             where the raw figures go [target/bench/operator-scale-<time>]
 #
 # Each object needs orders + catalog + database (+ broker) pods; the check
@@ -42,6 +43,7 @@ READY_TIMEOUT="${BENCH_READY_TIMEOUT:-600}"
 SETTLE="${BENCH_SETTLE:-10}"
 SETTLE_TIMEOUT="${BENCH_SETTLE_TIMEOUT:-300}"
 RESYNC="${BENCH_RESYNC:-300}"
+CONCURRENCY="${BENCH_CONCURRENCY:-}"
 OUT="${BENCH_OUT:-target/bench/operator-scale-$(date +%Y%m%d-%H%M%S)}"
 DELETE_TIMEOUT=180
 FIELD_MANAGER=commlab-bench
@@ -147,8 +149,11 @@ wait_until 30 "the namespace's default ServiceAccount" \
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 metrics_url="http://127.0.0.1:$port/metrics"
-KUBECONFIG="$KUBECONFIG_FILE" RUST_LOG=warn \
-  "$operator_bin" run --namespace "$namespace" --listen "127.0.0.1:$port" \
+operator_args=(run --namespace "$namespace" --listen "127.0.0.1:$port")
+if [[ -n "$CONCURRENCY" ]]; then
+  operator_args+=(--concurrency "$CONCURRENCY")
+fi
+KUBECONFIG="$KUBECONFIG_FILE" RUST_LOG=warn "$operator_bin" "${operator_args[@]}" \
   >"$workdir/operator.log" 2>&1 &
 operator_pid=$!
 operator_ready() {
@@ -156,7 +161,7 @@ operator_ready() {
   curl -sf --max-time 2 "http://127.0.0.1:$port/readyz"
 }
 wait_until 30 "the operator's /readyz" operator_ready || die "the operator did not become ready"
-log "operator pid $operator_pid, metrics at $metrics_url"
+log "operator pid $operator_pid (${operator_args[*]}), metrics at $metrics_url"
 
 # sum_metric NAME: the sum of every series of NAME in /metrics.
 sum_metric() {
@@ -250,6 +255,9 @@ done
 settle_seconds=$((SECONDS - settle_start))
 reconciles="$last"
 failures="$(sum_metric commlab_operator_reconcile_failures_total)"
+curl -sf --max-time 5 "$metrics_url" >"$workdir/metrics.txt" || true
+duration_sum="$(awk '$1 == "commlab_operator_reconcile_duration_seconds_sum" { print $2 }' "$workdir/metrics.txt")"
+duration_count="$(awk '$1 == "commlab_operator_reconcile_duration_seconds_count" { print $2 }' "$workdir/metrics.txt")"
 peak_rss_kib="$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$operator_pid/status")"
 rss_kib="$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$operator_pid/status")"
 # utime + stime, in clock ticks (fields 14 and 15 after the command name).
@@ -331,5 +339,8 @@ per_object() { awk -v r="$1" -v n="$COUNT" 'BEGIN { printf "%d (%.1f per object)
 row "reconciles when all were Ready" "$(per_object "$reconciles_at_ready")"
 row "reconciles until settled" "$(per_object "$reconciles"), ${settle_seconds} s after all Ready: $settled"
 row "reconcile failures" "$failures"
+if [[ -n "$duration_count" ]] && ((duration_count > 0)); then
+  row "reconcile duration" "$(awk -v s="$duration_sum" -v c="$duration_count" 'BEGIN { printf "%.0f ms on average", 1000 * s / c }')"
+fi
 row "operator peak RSS (VmHWM)" "$(awk -v p="$peak_rss_kib" -v c="$rss_kib" 'BEGIN { printf "%.1f MiB (now %.1f MiB); target < 50 MiB", p / 1024, c / 1024 }')"
 row "operator CPU time" "$cpu_seconds s"
