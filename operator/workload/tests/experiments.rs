@@ -24,8 +24,8 @@ use commlab_api::{
 };
 use commlab_workload::{
     engine::{
-        Experiment, ExperimentOutcome, LocalOptions, LocalPlatform, Silent, assemble_report,
-        run_comparison,
+        CapacityProbe, Experiment, ExperimentOutcome, LocalOptions, LocalPlatform, Silent,
+        assemble_report, run_comparison,
     },
     report::{Report, claim_ids},
 };
@@ -72,6 +72,12 @@ fn main() {
             &runtime,
             &suite,
             a_partitioned_broker_leaves_the_events_cache_serving_stale_prices,
+        ),
+        trial(
+            "the_capacity_probe_steps_the_rate_up_and_scores_scalability",
+            &runtime,
+            &suite,
+            the_capacity_probe_steps_the_rate_up_and_scores_scalability,
         ),
         trial(
             "the_report_covers_the_run_and_round_trips_through_json",
@@ -365,6 +371,43 @@ async fn a_partitioned_broker_leaves_the_events_cache_serving_stale_prices(
     Ok(())
 }
 
+async fn the_capacity_probe_steps_the_rate_up_and_scores_scalability(
+    suite: Arc<Suite>,
+) -> Result<()> {
+    let workload = Workload {
+        rate: 100.0,
+        warmup: seconds(1.0),
+        duration: seconds(2.0),
+        capacity_probe: true,
+        ..Workload::default()
+    };
+    let mut experiment = Experiment::new(Pattern::SharedData, workload, &[]);
+    experiment.capacity_probe = CapacityProbe {
+        max_steps: 2,
+        refinements: 1,
+        step: Duration::from_millis(1500),
+        ..CapacityProbe::default()
+    };
+    let outcome = suite.run(&[experiment]).await?.remove(0);
+    let rates: Vec<f64> = outcome.capacity_steps.iter().map(|s| s.rate).collect();
+    ensure!(
+        rates.len() >= 2 && rates[..2] == [200.0, 400.0],
+        "steps: {rates:?}"
+    );
+    let capacity = outcome.report.capacity_rps.context("no capacity")?;
+    ensure!(
+        capacity >= 200.0,
+        "capacity {capacity}, steps {:?}",
+        outcome.capacity_steps
+    );
+    ensure!(
+        outcome.report.scores.scalability.is_some(),
+        "{:?}",
+        outcome.report.scores
+    );
+    Ok(())
+}
+
 async fn the_report_covers_the_run_and_round_trips_through_json(suite: Arc<Suite>) -> Result<()> {
     let mut patterns = Vec::new();
     for pattern in [Pattern::DirectApiCall, Pattern::CacheWithUpdateEvents] {
@@ -509,11 +552,13 @@ async fn cli_run_measures_a_manifest_and_writes_the_report() -> Result<()> {
     .await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // The manifest's SLO cannot hold with the database down: exit 3.
     ensure!(
-        output.status.success(),
+        output.status.code() == Some(3),
         "exit {:?}\n{stdout}\n{stderr}",
         output.status
     );
+    ensure!(stderr.contains("SharedData missed the SLOs"), "{stderr}");
     ensure!(
         stdout.contains("SharedData") && stdout.contains("database-down"),
         "{stdout}"

@@ -103,6 +103,9 @@ pub enum CliError {
     /// Some patterns failed; the report of the others was written.
     #[error("{}", failed_message(.0))]
     PatternsFailed(Vec<(Pattern, String)>),
+    /// The run ended, and a pattern missed an objective of `spec.slo`.
+    #[error("{} missed the SLOs in spec.slo (the verdicts are above)", .0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))]
+    SloMissed(Vec<Pattern>),
     /// A signal stopped the command; `code` is 128 + the signal's number.
     #[error("{signal}: every process was stopped before the end")]
     Interrupted { signal: &'static str, code: u8 },
@@ -117,12 +120,14 @@ fn failed_message(failures: &[(Pattern, String)]) -> String {
 }
 
 impl CliError {
-    /// 2 for invalid input, 128 + the signal for a signal (130 for Ctrl-C), 1 otherwise.
+    /// 2 for invalid input, 3 for a missed SLO, 128 + the signal for a
+    /// signal (130 for Ctrl-C), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Invalid(_) | CliError::Manifest(_) => 2,
             CliError::Engine(EngineError::Invalid(_)) => 2,
             CliError::Interrupted { code, .. } => *code,
+            CliError::SloMissed(_) => 3,
             _ => 1,
         }
     }
@@ -298,10 +303,11 @@ async fn execute(
     }
     view.finish();
 
+    let mut missed = Vec::new();
     if let Some(report) = &outcome.report {
         print!("{}", render_table(report));
         if let Some(slo) = slo {
-            print_verdicts(report, slo);
+            missed = print_verdicts(report, slo);
         }
         let written = write_report(report, out)?;
         println!();
@@ -317,7 +323,11 @@ async fn execute(
         );
     }
     if outcome.failures.is_empty() {
-        Ok(())
+        if missed.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::SloMissed(missed))
+        }
     } else {
         Err(CliError::PatternsFailed(
             outcome
@@ -397,15 +407,21 @@ fn describe_fault(fault: &Fault) -> String {
     )
 }
 
-fn print_verdicts(report: &Report, slo: &Slo) {
+/// Prints each pattern's verdict against `slo`; returns the patterns that failed.
+fn print_verdicts(report: &Report, slo: &Slo) -> Vec<Pattern> {
     println!();
+    let mut failed = Vec::new();
     for pattern in &report.patterns {
         let (verdict, violations) = crate::report::judge(pattern, Some(slo));
         println!("SLO verdict for {}: {verdict:?}", pattern.pattern);
-        for violation in violations {
+        for violation in &violations {
             println!("  - {violation}");
         }
+        if !violations.is_empty() {
+            failed.push(pattern.pattern);
+        }
     }
+    failed
 }
 
 /// Writes report.json, report.html and report.txt into `out`.

@@ -167,7 +167,7 @@ impl Experiment {
         let run = self.workload.warmup.as_std() + self.workload.duration.as_std();
         if self.workload.capacity_probe {
             let probe = &self.capacity_probe;
-            run + probe.step * probe.rates(self.workload.rate).len() as u32
+            run + probe.step * probe.max_steps_after(self.workload.rate) as u32
         } else {
             run
         }

@@ -292,17 +292,21 @@ pub fn quick_workload() -> Workload {
 /// After the measured run, still deployed, the probe offers `rate × factor`,
 /// then `× factor` again, each for `step` (the first `settle` of a step is
 /// not judged), for at most `max_steps` steps and never above
-/// [`commlab_api::communication_pattern::MAX_RATE`]. A step is good when at
+/// [`commlab_api::communication_pattern::MAX_RATE`], until a step fails.
+/// Then it narrows the gap between the last good and the failing rate by
+/// offering their midpoint, `refinements` times. A step is good when at
 /// least 99 % of its checkouts succeeded (and, for an asynchronous pattern,
 /// were priced) and its completion p99 is at most
-/// `max(10 × baseline completion p99, CAPACITY_P99_FLOOR_MS)`. The probe
-/// stops at the first bad step; the capacity is the last good rate, the
-/// baseline's own rate when the first step is bad, and 0 when the baseline
-/// itself was not good.
+/// `max(10 × baseline completion p99, CAPACITY_P99_FLOOR_MS)`. The capacity
+/// is the highest good rate, the baseline's own rate when every step
+/// failed, and 0 when the baseline itself was not good. With the defaults
+/// (× 2, 8 steps, 2 refinements) it is found within 25 % in at most 9
+/// steps of 3 s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CapacityProbe {
     pub factor: f64,
     pub max_steps: usize,
+    pub refinements: usize,
     pub step: Duration,
     pub settle: Duration,
 }
@@ -318,8 +322,9 @@ pub const CAPACITY_P99_FLOOR_MS: f64 = 5.0;
 impl Default for CapacityProbe {
     fn default() -> Self {
         Self {
-            factor: 1.5,
+            factor: 2.0,
             max_steps: 8,
+            refinements: 2,
             step: Duration::from_secs(3),
             settle: Duration::from_millis(500),
         }
@@ -343,6 +348,18 @@ impl CapacityProbe {
             }
         }
         rates
+    }
+
+    /// Most steps the probe may run after a run at `base`.
+    pub fn max_steps_after(&self, base: f64) -> usize {
+        self.rates(base).len() + self.refinements
+    }
+
+    /// The rate between the last good and the first failing rate to try
+    /// next, or `None` when they are too close to tell apart (within 5 %).
+    pub fn midpoint(good: f64, failed: f64) -> Option<f64> {
+        let mid = ((good + failed) / 2.0).round();
+        (failed - good > 0.05 * good && mid > good && mid < failed).then_some(mid)
     }
 
     /// The p99 a step may reach, from the baseline's completion p99.
@@ -487,10 +504,16 @@ mod tests {
     #[test]
     fn capacity_rates_grow_and_stop_at_the_limit() {
         let probe = CapacityProbe::default();
-        assert_eq!(probe.rates(200.0)[..3], [300.0, 450.0, 675.0]);
-        assert_eq!(probe.rates(200.0).len(), 8);
+        assert_eq!(
+            probe.rates(200.0),
+            [400.0, 800.0, 1600.0, 3200.0, 6400.0, 12_800.0, 20_000.0]
+        );
+        assert_eq!(probe.max_steps_after(200.0), 9);
         let near_max = probe.rates(15_000.0);
         assert_eq!(near_max, vec![20_000.0]);
+        assert_eq!(CapacityProbe::midpoint(1600.0, 3200.0), Some(2400.0));
+        assert_eq!(CapacityProbe::midpoint(2400.0, 3200.0), Some(2800.0));
+        assert_eq!(CapacityProbe::midpoint(1000.0, 1040.0), None);
         assert_eq!(CapacityProbe::p99_limit_ms(0.4), CAPACITY_P99_FLOOR_MS);
         assert!(CapacityProbe::good(
             0.995,

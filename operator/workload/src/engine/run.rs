@@ -335,54 +335,93 @@ async fn probe_capacity(
         });
         return Ok((Some(0.0), Vec::new()));
     }
-    let mut capacity = experiment.workload.rate;
+    let mut good_rate = experiment.workload.rate;
+    let mut failed_rate = None;
     let mut steps = Vec::new();
-    for (i, rate) in probe
-        .rates(experiment.workload.rate)
-        .into_iter()
-        .enumerate()
-    {
-        let mut config = load_config(experiment, targets)?;
-        config.rate = rate;
-        config.duration = probe.step;
-        config.max_in_flight = default_max_in_flight(rate, config.request_timeout);
-        config.completion_grace = CAPACITY_COMPLETION_GRACE;
-        config.seed = experiment.seed.wrapping_add(1 + i as u64);
-        let recording = LoadRun::start(config).await?.finish().await?;
-        let measured = recording.phase(probe.settle..probe.step);
-        let summary = recording.summary();
-        let priced_ratio = if summary.scheduled == 0 {
-            0.0
-        } else {
-            summary.priced as f64 / summary.scheduled as f64
-        };
-        let success = measured.success_ratio.min(priced_ratio);
-        let good = CapacityProbe::good(success, measured.completion_ms.p99, limit_ms);
-        observer.event(Event::CapacityStep {
-            pattern,
-            rate,
-            good,
-            detail: format!(
-                "ok {}, priced {}, p99 {} (limit {}), behind schedule up to {}",
-                crate::report::format_ratio(measured.success_ratio),
-                crate::report::format_ratio(priced_ratio),
-                crate::report::format_ms(measured.completion_ms.p99),
-                crate::report::format_ms(limit_ms),
-                crate::report::format_ms(measured.behind_schedule_ms),
-            ),
-        });
-        steps.push(CapacityStep {
-            rate,
-            measured,
-            priced_ratio,
-            good,
-        });
+    for rate in probe.rates(experiment.workload.rate) {
+        let step =
+            capacity_step(experiment, targets, rate, limit_ms, steps.len(), observer).await?;
+        let good = step.good;
+        steps.push(step);
         if !good {
+            failed_rate = Some(rate);
             break;
         }
-        capacity = rate;
+        good_rate = rate;
     }
+    match failed_rate {
+        Some(mut failed) => {
+            for _ in 0..probe.refinements {
+                let Some(rate) = CapacityProbe::midpoint(good_rate, failed) else {
+                    break;
+                };
+                let step =
+                    capacity_step(experiment, targets, rate, limit_ms, steps.len(), observer)
+                        .await?;
+                if step.good {
+                    good_rate = rate;
+                } else {
+                    failed = rate;
+                }
+                steps.push(step);
+            }
+        }
+        None => observer.event(Event::Warning {
+            pattern: Some(pattern),
+            message: format!(
+                "every step of the capacity probe held: the capacity is at least {good_rate:.0}/s"
+            ),
+        }),
+    }
+    let capacity = good_rate;
     Ok((Some(capacity), steps))
+}
+
+/// One step of the capacity probe at `rate`, judged against `limit_ms`.
+async fn capacity_step(
+    experiment: &Experiment,
+    targets: &Targets,
+    rate: f64,
+    limit_ms: f64,
+    index: usize,
+    observer: &dyn Observer,
+) -> Result<CapacityStep, EngineError> {
+    let probe = &experiment.capacity_probe;
+    let mut config = load_config(experiment, targets)?;
+    config.rate = rate;
+    config.duration = probe.step;
+    config.max_in_flight = default_max_in_flight(rate, config.request_timeout);
+    config.completion_grace = CAPACITY_COMPLETION_GRACE;
+    config.seed = experiment.seed.wrapping_add(1 + index as u64);
+    let recording = LoadRun::start(config).await?.finish().await?;
+    let measured = recording.phase(probe.settle..probe.step);
+    let summary = recording.summary();
+    let priced_ratio = if summary.scheduled == 0 {
+        0.0
+    } else {
+        summary.priced as f64 / summary.scheduled as f64
+    };
+    let success = measured.success_ratio.min(priced_ratio);
+    let good = CapacityProbe::good(success, measured.completion_ms.p99, limit_ms);
+    observer.event(Event::CapacityStep {
+        pattern: experiment.pattern,
+        rate,
+        good,
+        detail: format!(
+            "ok {}, priced {}, p99 {} (limit {}), behind schedule up to {}",
+            crate::report::format_ratio(measured.success_ratio),
+            crate::report::format_ratio(priced_ratio),
+            crate::report::format_ms(measured.completion_ms.p99),
+            crate::report::format_ms(limit_ms),
+            crate::report::format_ms(measured.behind_schedule_ms),
+        ),
+    });
+    Ok(CapacityStep {
+        rate,
+        measured,
+        priced_ratio,
+        good,
+    })
 }
 
 /// Waits until every URL's `/readyz` answers `200`.
