@@ -18,6 +18,11 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
 STEPS=${STEPS:-"5000 10000 15000 20000 25000 30000 35000 40000 45000 50000"}
 # The same connection budget for both tools (ours opens them as needed).
 CONNECTIONS=${CONNECTIONS:-64}
+# CPU per checkout is compared at this rate (below saturation), median of
+# CPU_TRIES alternating runs: on a shared machine it is steadier than the
+# highest sustained rate, and it is what sets that rate on an idle one.
+CPU_RATE=${CPU_RATE:-10000}
+CPU_TRIES=${CPU_TRIES:-3}
 # A step counts as sustained when any of its tries is within 1 % (other
 # processes on a shared machine make single runs noisy).
 TRIES=${TRIES:-2}
@@ -75,6 +80,26 @@ echo "== fixed rate $RATE/s"
 echo "fixed ours $(ours "$RATE")" | tee -a "$RESULTS"
 echo "fixed oha $(theirs "$RATE")" | tee -a "$RESULTS"
 
+# Runs a command and prints the CPU seconds (user + system) it used.
+cpu_seconds() {
+    python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, timeout=120, check=False)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{usage.ru_utime + usage.ru_stime:.4f}")
+' "$@"
+}
+echo "== CPU at $CPU_RATE/s (${SECONDS_PER_RUN}s runs, median of $CPU_TRIES)"
+for _ in $(seq "$CPU_TRIES"); do
+    echo "cpu ours {\"cpuS\": $(cpu_seconds "$BENCH" load --url "$URL" --rate "$CPU_RATE" \
+        --seconds "$SECONDS_PER_RUN" --max-connections "$CONNECTIONS"), \"targetRps\": $CPU_RATE}" |
+        tee -a "$RESULTS"
+    echo "cpu oha {\"cpuS\": $(cpu_seconds oha -q "$CPU_RATE" -z "${SECONDS_PER_RUN}s" \
+        --latency-correction --no-tui --output-format json -c "$CONNECTIONS" -m POST \
+        -H 'content-type: application/json' -d "$BODY" "$URL/checkout"), \"targetRps\": $CPU_RATE}" |
+        tee -a "$RESULTS"
+done
+
 echo "== stepping up: highest rate within 1 % of target"
 within() {
     python3 -c 'import json, sys; r = json.loads(sys.argv[1]); sys.exit(0 if r["achievedRps"] >= 0.99 * float(sys.argv[2]) else 1)' "$1" "$2"
@@ -101,14 +126,21 @@ for rate in $STEPS; do
     ((ours_ok || oha_ok)) || break
 done
 
-python3 - "$RESULTS" <<'PY'
-import json, sys
+SECONDS_PER_RUN=$SECONDS_PER_RUN python3 - "$RESULTS" <<'PY'
+import json, os, sys
 
-fixed, steps = {}, {"ours": [], "oha": []}
+import statistics
+
+fixed, steps, cpu = {}, {"ours": [], "oha": []}, {"ours": [], "oha": []}
 for line in open(sys.argv[1]):
     kind, tool, payload = line.split(" ", 2)
     run = json.loads(payload)
-    (fixed.__setitem__(tool, run) if kind == "fixed" else steps[tool].append(run))
+    if kind == "fixed":
+        fixed[tool] = run
+    elif kind == "cpu":
+        cpu[tool].append(run)
+    else:
+        steps[tool].append(run)
 
 def sustained(runs):
     best = 0.0
@@ -133,6 +165,13 @@ rows = [
     ("p99 from scheduled time (ms)", o["p99Ms"], h["p99Ms"]),
     ("highest rate within 1 % (/s)", sustained(steps["ours"]), sustained(steps["oha"])),
 ]
+if cpu["ours"] and cpu["oha"]:
+    def per_checkout(runs):
+        run = runs[0]
+        checkouts = run["targetRps"] * float(os.environ["SECONDS_PER_RUN"])
+        return statistics.median(r["cpuS"] for r in runs) / checkouts * 1e6
+    rows.append((f"CPU per checkout at {cpu['ours'][0]['targetRps']:.0f}/s (us)",
+                 per_checkout(cpu["ours"]), per_checkout(cpu["oha"])))
 for name, a, b in rows:
     print(f"{name:34}{a:>12.3f}{b:>12.3f}{ratio(a, b):>10}")
 print(f"ours at {o['targetRps']:.0f}/s: behind schedule p99 {o['behindP99Ms']:.3f} ms, max {o['behindMaxMs']:.3f} ms;"
