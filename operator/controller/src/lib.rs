@@ -95,7 +95,14 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         commlab_workload::engine::cluster::RUNNER_MANAGER
     ));
     let patterns_controller = Controller::new(patterns, watcher::Config::default().any_semantic())
-        .with_config(controller::Config::default().concurrency(options.concurrency))
+        // A rollout changes a Deployment's status several times a second; the
+        // debounce turns such a burst into one reconcile, which keeps the
+        // queue short when many objects deploy at once.
+        .with_config(
+            controller::Config::default()
+                .concurrency(options.concurrency)
+                .debounce(std::time::Duration::from_secs(1)),
+        )
         .owns(scoped::<Deployment>(&client, ns), owned.clone())
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
