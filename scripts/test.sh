@@ -17,6 +17,7 @@ shellcheck scripts/*.sh e2e/cluster/*.sh bench/*.sh .ci/run
 
 step "build the local control plane (cached)"
 e2e/cluster/build.sh
+# The kubectl and helm built with the control plane, for the tests that run them.
 COMMLAB_KUBECTL="$(e2e/cluster/build.sh --print-bin kubectl)"
 COMMLAB_HELM="$(e2e/cluster/build.sh --print-bin helm)"
 export COMMLAB_KUBECTL COMMLAB_HELM
@@ -26,16 +27,6 @@ kubeconfig="$(e2e/cluster/up.sh | tail -n 1)"
 trap 'e2e/cluster/down.sh >&2 || true' EXIT
 export COMMLAB_KUBECONFIG="$kubeconfig"
 echo "kubeconfig: $COMMLAB_KUBECONFIG" >&2
-# The kubectl and helm built with the control plane, for the tests that run them.
-COMMLAB_KUBECTL="$(
-  # shellcheck source-path=SCRIPTDIR source=../e2e/cluster/lib.sh
-  source e2e/cluster/lib.sh && component_bin kubectl
-)"
-COMMLAB_HELM="$(
-  # shellcheck source-path=SCRIPTDIR source=../e2e/cluster/lib.sh
-  source e2e/cluster/lib.sh && component_bin helm
-)"
-export COMMLAB_KUBECTL COMMLAB_HELM
 
 step "lint: clippy"
 cargo clippy --workspace --all-targets -- -D warnings
