@@ -1,10 +1,7 @@
 //! A throw-away NATS server with JetStream, storing streams in a temporary
 //! directory so they survive a stop or kill and start again.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
@@ -77,31 +74,10 @@ impl NatsServer {
     /// Starts the server again on the same port and store; returns once JetStream answers.
     pub async fn start(&mut self) -> Result<()> {
         self.process.spawn()?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.process.exit_status() {
-                return Err(Error::process(
-                    "nats-server",
-                    format!(
-                        "exited ({status}) while starting:\n{}",
-                        self.process.log_tail(20)
-                    ),
-                ));
-            }
-            if self.jetstream_answers().await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::process(
-                    "nats-server",
-                    format!(
-                        "not ready after {READY_TIMEOUT:?}:\n{}",
-                        self.process.log_tail(20)
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url();
+        self.process
+            .wait_ready(READY_TIMEOUT, || jetstream_answers(url.clone()))
+            .await
     }
 
     pub async fn stop(&mut self) -> Result<()> {
@@ -115,19 +91,19 @@ impl NatsServer {
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }
+}
 
-    async fn jetstream_answers(&self) -> bool {
-        // A raw account info request: the typed one expects fields that
-        // Debian's nats-server 2.9 does not send.
-        let check = async {
-            let client = async_nats::connect(self.url()).await.ok()?;
-            let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
-            let info: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
-            info.get("error").is_none().then_some(())
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), check).await,
-            Ok(Some(_))
-        )
-    }
+async fn jetstream_answers(url: String) -> bool {
+    // A raw account info request: the typed one expects fields that
+    // Debian's nats-server 2.9 does not send.
+    let check = async {
+        let client = async_nats::connect(url).await.ok()?;
+        let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
+        let info: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+        info.get("error").is_none().then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), check).await,
+        Ok(Some(_))
+    )
 }

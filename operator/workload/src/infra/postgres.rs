@@ -7,7 +7,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::{sys::signal::Signal, unistd::User};
@@ -158,31 +158,10 @@ impl PostgresServer {
     /// Starts the server again on the same port and data; returns once it accepts connections.
     pub async fn start(&mut self) -> Result<()> {
         self.process.spawn()?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.process.exit_status() {
-                return Err(Error::process(
-                    "postgres",
-                    format!(
-                        "exited ({status}) while starting:\n{}",
-                        self.process.log_tail(20)
-                    ),
-                ));
-            }
-            if self.connect().await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::process(
-                    "postgres",
-                    format!(
-                        "not ready after {READY_TIMEOUT:?}:\n{}",
-                        self.process.log_tail(20)
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url("postgres");
+        self.process
+            .wait_ready(READY_TIMEOUT, || async { connect(&url).await.is_ok() })
+            .await
     }
 
     /// A fast shutdown: clients are disconnected, and the data is kept.
@@ -200,15 +179,18 @@ impl PostgresServer {
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client> {
-        let url = self.url("postgres");
-        let connect = tokio_postgres::connect(&url, NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(2), connect)
-            .await
-            .map_err(|_| Error::process("postgres", "connecting timed out"))?
-            .map_err(|e| Error::process("postgres", format!("connecting: {e}")))?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect(&self.url("postgres")).await
     }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let connect = tokio_postgres::connect(url, NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .map_err(|_| Error::process("postgres", "connecting timed out"))?
+        .map_err(|e| Error::process("postgres", format!("connecting: {e}")))?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// The newest `/usr/lib/postgresql/*/bin` (Debian's layout), or the directory

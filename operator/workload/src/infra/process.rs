@@ -195,6 +195,36 @@ impl ManagedProcess {
         Ok(())
     }
 
+    /// Polls `ready` until it answers true. Fails with the log's tail when
+    /// the process exits first or `timeout` passes.
+    pub async fn wait_ready<F, Fut>(&mut self, timeout: Duration, mut ready: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                let tail = self.log_tail(20);
+                return Err(Error::process(
+                    &self.name,
+                    format!("exited ({status}) while starting:\n{tail}"),
+                ));
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let tail = self.log_tail(20);
+                return Err(Error::process(
+                    &self.name,
+                    format!("not ready after {timeout:?}:\n{tail}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The last `lines` lines of the log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
