@@ -235,42 +235,14 @@ impl DashboardBackend {
     /// A backend for the experiment in `scope`, talking to the dashboard of
     /// `config`. Fails on a URL that is not `http://`.
     pub fn new(config: DashboardConfig, scope: ChaosScope) -> Result<Self, ChaosError> {
-        let invalid = |reason: String| ChaosError::InvalidConfig { reason };
-        let mut base = Url::parse(&config.url)
-            .map_err(|err| invalid(format!("dashboard URL `{}`: {err}", config.url)))?;
-        match base.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(invalid(format!(
-                    "dashboard URL `{}`: https is not supported, commlab's HTTP client is \
-                     built without TLS (rustls keeps one crypto provider across the \
-                     workspace); use the dashboard's in-cluster Service over http, e.g. \
-                     http://chaos-dashboard.chaos-mesh.svc:2333",
-                    config.url
-                )));
-            }
-            other => {
-                return Err(invalid(format!(
-                    "dashboard URL `{}`: scheme `{other}` is not http",
-                    config.url
-                )));
-            }
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid(format!(
-                "dashboard URL `{}` must not have a query or fragment",
-                config.url
-            )));
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = base_url(&config.url)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .build()
-            .map_err(|err| invalid(format!("building the HTTP client: {err}")))?;
+            .map_err(|err| ChaosError::InvalidConfig {
+                reason: format!("building the HTTP client: {err}"),
+            })?;
         Ok(Self {
             http,
             base,
@@ -616,6 +588,41 @@ impl FaultBackend for DashboardBackend {
         info!("dashboard experiments cleaned up");
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The dashboard's base URL, checked: `http://` only, without a query or
+/// fragment, ending with `/` so that `api/...` joins below a path prefix.
+/// Public so that a command line can refuse a bad URL before anything runs.
+pub fn base_url(url: &str) -> Result<Url, ChaosError> {
+    let invalid = |reason: String| ChaosError::InvalidConfig { reason };
+    let mut base =
+        Url::parse(url).map_err(|err| invalid(format!("dashboard URL `{url}`: {err}")))?;
+    match base.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(invalid(format!(
+                "dashboard URL `{url}`: https is not supported, commlab's HTTP client is \
+                 built without TLS (rustls keeps one crypto provider across the \
+                 workspace); use the dashboard's in-cluster Service over http, e.g. \
+                 http://chaos-dashboard.chaos-mesh.svc:2333"
+            )));
+        }
+        other => {
+            return Err(invalid(format!(
+                "dashboard URL `{url}`: scheme `{other}` is not http"
+            )));
+        }
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err(invalid(format!(
+            "dashboard URL `{url}` must not have a query or fragment"
+        )));
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
 }
 
 /// The dashboard's `message` (and error `type`) from an error body, or the

@@ -12,7 +12,9 @@
 //!   dashboard's HTTP API.
 //!
 //!   Both build their objects with the pure functions of [`chaos_mesh`] and
-//!   work for one experiment, a [`ChaosScope`].
+//!   work for one experiment, a [`ChaosScope`]. [`ClusterBackendArgs`]
+//!   chooses between them, with the same flags and environment variables
+//!   for the operator and its runner.
 //!
 //! Wiring the local backend for catalog, which orders reaches through a
 //! fault proxy:
@@ -47,6 +49,7 @@
 
 mod backend;
 pub mod chaos_mesh;
+pub mod cluster_backend;
 pub mod dashboard;
 mod error;
 pub mod kube_backend;
@@ -56,6 +59,7 @@ pub mod proxy;
 
 pub use backend::{ActiveFault, FaultBackend, FaultHandle};
 pub use chaos_mesh::ChaosScope;
+pub use cluster_backend::{BearerToken, ClusterBackendArgs, ClusterBackendKind};
 pub use dashboard::{DashboardBackend, DashboardConfig};
 pub use error::{BoxError, ChaosError};
 pub use kube_backend::ChaosMeshBackend;
