@@ -10,17 +10,22 @@
 //!   `COMMLAB_GENERATION`: at the start, while the experiment runs (read
 //!   every [`WATCH_EVERY`]), when the experiment fails, and before it
 //!   writes the report.
+//! - Faults go through the backend of `--chaos-backend`
+//!   (`COMMLAB_CHAOS_BACKEND`): Chaos Mesh's objects through the Kubernetes
+//!   API (`chaosMesh`, the default), or through the Chaos Mesh dashboard
+//!   (`dashboard`, at `--chaos-dashboard-url` with the bearer token from
+//!   `COMMLAB_CHAOS_DASHBOARD_TOKEN`), see [`ClusterBackendArgs`].
 //! - Every way out deletes the chaos objects of the experiment: success,
 //!   an error of the engine, SIGTERM (a deleted Job, `activeDeadlineSeconds`)
-//!   and Ctrl-C. They are owned by the CommunicationPattern as well, so
-//!   Kubernetes deletes them with it.
+//!   and Ctrl-C. They are owned by the CommunicationPattern as well, and the
+//!   operator's finalizer deletes what is left when it is deleted.
 //! - Errors exit non-zero ([`RunnerError::exit_code`]); logs go to stderr
 //!   (`COMMLAB_LOG_FORMAT=json` for JSON lines).
 
 use std::{sync::Arc, time::Duration};
 
 use commlab_api::Duration as SpecDuration;
-use commlab_chaos::{ChaosMeshBackend, ChaosScope, FaultBackend};
+use commlab_chaos::{ChaosScope, ClusterBackendArgs};
 use kube::{Resource, ResourceExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -39,7 +44,7 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// How long deleting the chaos objects may take after a signal (a pod gets
 /// 30 s between SIGTERM and SIGKILL by default).
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bounds every request of the Chaos Mesh backend.
+/// Bounds every request of the chaos backend.
 const CHAOS_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `commlab experiment`: the experiment of one CommunicationPattern, as the
@@ -77,6 +82,8 @@ pub struct ExperimentArgs {
     /// How long orders and catalog may take to answer `/readyz`.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub ready_timeout: SpecDuration,
+    #[command(flatten)]
+    pub chaos: ClusterBackendArgs,
 }
 
 fn parse_duration(text: &str) -> Result<SpecDuration, String> {
@@ -119,12 +126,16 @@ pub async fn experiment(args: ExperimentArgs) -> Result<(), RunnerError> {
         broker: args.broker_url.clone(),
     };
     let targets = service_targets(&args.namespace, &args.name, cp.spec.pattern, &overrides);
-    let backend = ChaosMeshBackend::new(
-        client.clone(),
-        ChaosScope::new(&args.namespace, &args.name).with_owner(owner.clone()),
-    )
-    .with_request_timeout(CHAOS_REQUEST_TIMEOUT);
+    let backend = args
+        .chaos
+        .build(
+            client.clone(),
+            ChaosScope::new(&args.namespace, &args.name).with_owner(owner.clone()),
+            CHAOS_REQUEST_TIMEOUT,
+        )
+        .map_err(|error| RunnerError::Invalid(error.to_string()))?;
     info!(
+        chaos = backend.name(),
         namespace = %args.namespace,
         name = %args.name,
         generation,
@@ -256,6 +267,43 @@ mod tests {
         assert_eq!(args.orders_url.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(args.catalog_url, None);
         assert_eq!(args.ready_timeout.as_std(), Duration::from_secs(120));
+        assert!(!args.chaos.is_dashboard(), "Chaos Mesh's CRDs by default");
+    }
+
+    #[test]
+    fn the_dashboard_backend_is_chosen_with_its_url() {
+        let args = Cli::try_parse_from([
+            "experiment",
+            "--in-cluster",
+            "--namespace",
+            "lab",
+            "--name",
+            "shop",
+            "--chaos-backend",
+            "dashboard",
+            "--chaos-dashboard-url",
+            "http://chaos-dashboard.chaos-mesh.svc:2333",
+        ])
+        .unwrap()
+        .experiment;
+        assert!(args.chaos.is_dashboard());
+        assert_eq!(
+            args.chaos.dashboard_url.as_deref(),
+            Some("http://chaos-dashboard.chaos-mesh.svc:2333")
+        );
+        // The token has no flag: a command line is visible to everyone.
+        let error = Cli::try_parse_from([
+            "experiment",
+            "--namespace",
+            "lab",
+            "--name",
+            "shop",
+            "--chaos-dashboard-token",
+            "s3cret",
+        ])
+        .err()
+        .expect("no such flag");
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[tokio::test]

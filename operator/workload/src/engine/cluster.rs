@@ -17,9 +17,12 @@
 //!   (port 80), `nats://<name>-broker.<ns>.svc:4222` for the patterns with a
 //!   broker. Each can be overridden ([`TargetOverrides`]), which is how the
 //!   tests point a runner at loopback processes.
-//! - Faults go through [`ChaosMeshBackend`] scoped to the namespace and the
-//!   CommunicationPattern, every object owned by the CommunicationPattern, so
-//!   deleting it deletes its chaos too (Kubernetes' garbage collection).
+//! - Faults go through the cluster backend the operator chose
+//!   ([`ClusterBackendArgs`](commlab_chaos::ClusterBackendArgs)): Chaos
+//!   Mesh's objects through the Kubernetes API, or the same objects through
+//!   the Chaos Mesh dashboard's API. Either way they are scoped to the
+//!   namespace and the CommunicationPattern and owned by it, and the
+//!   operator's finalizer deletes whatever is left when it is deleted.
 //! - The report is one [`Report`] with one pattern, written by
 //!   [`ReportWriter`] into ConfigMap `<name>-report`, key [`REPORT_KEY`],
 //!   labelled with the generation it measured ([`GENERATION_LABEL`]): the
@@ -29,7 +32,8 @@
 //!
 //! The runner's Role (operator/controller/src/experiment.rs) allows exactly
 //! this: `get` on its CommunicationPattern; `create`, `get`, `list`,
-//! `delete` on `podchaos` and `networkchaos`; `create` on ConfigMaps and
+//! `delete` on `podchaos` and `networkchaos` (not with the dashboard
+//! backend, whose token carries those rights); `create` on ConfigMaps and
 //! `get`/`patch`/`update` on `<name>-report`. A server-side apply that
 //! creates the ConfigMap is authorized as `patch` of that name and then as
 //! `create`. The owner references carry no `blockOwnerDeletion`, which would
@@ -39,7 +43,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use commlab_api::{CommunicationPattern, Pattern};
-use commlab_chaos::{ChaosError, ChaosMeshBackend, FaultBackend};
+use commlab_chaos::{ChaosError, FaultBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
     Api, Client, ResourceExt,
@@ -181,6 +185,14 @@ pub enum Stale {
         runner: String,
         current: String,
     },
+    /// Deletion has started: the operator's finalizer keeps the object
+    /// while it deletes the experiment's chaos, and anything injected now
+    /// could outlive it.
+    #[error(
+        "CommunicationPattern {name} is being deleted (it was deleted; the operator removes its \
+         chaos experiments before it goes); stopping"
+    )]
+    Deleting { name: String },
 }
 
 /// A Kubernetes client: from `KUBECONFIG` when it is set, otherwise from the
@@ -303,6 +315,9 @@ pub fn check_runner(
     owner_uid: Option<&str>,
 ) -> Result<(), Stale> {
     let name = cp.name_any();
+    if cp.metadata.deletion_timestamp.is_some() {
+        return Err(Stale::Deleting { name });
+    }
     if let (Some(runner), Some(current)) = (owner_uid.filter(|uid| !uid.is_empty()), cp.uid())
         && runner != current
     {
@@ -358,20 +373,20 @@ pub fn service_targets(
 }
 
 /// The components of one CommunicationPattern, deployed by the operator;
-/// faults through Chaos Mesh.
+/// faults through a cluster backend (Chaos Mesh or its dashboard).
 pub struct ClusterPlatform {
     targets: Targets,
-    backend: Arc<ChaosMeshBackend>,
+    backend: Arc<dyn FaultBackend>,
     ready_timeout: Duration,
 }
 
 impl ClusterPlatform {
     /// The pattern at `targets`, its faults through `backend` (scoped to the
     /// CommunicationPattern, owned by it).
-    pub fn new(targets: Targets, backend: ChaosMeshBackend) -> Self {
+    pub fn new(targets: Targets, backend: Arc<dyn FaultBackend>) -> Self {
         Self {
             targets,
-            backend: Arc::new(backend),
+            backend,
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
@@ -426,7 +441,7 @@ impl Platform for ClusterPlatform {
 
 struct ClusterDeployment {
     targets: Targets,
-    backend: Arc<ChaosMeshBackend>,
+    backend: Arc<dyn FaultBackend>,
 }
 
 #[async_trait]
@@ -618,6 +633,17 @@ mod tests {
         let recreated = check_runner(&cp(1, "u2"), 1, Some("u1")).unwrap_err();
         assert!(matches!(recreated, Stale::Recreated { .. }));
         assert!(recreated.to_string().contains("deleted and created again"));
+        let mut deleting = cp(3, "u1");
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(
+            check_runner(&deleting, 3, Some("u1")),
+            Err(Stale::Deleting {
+                name: "shop".into()
+            })
+        );
     }
 
     #[test]
