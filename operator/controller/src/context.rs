@@ -8,7 +8,7 @@ use std::{
 
 use kube::{Client, runtime::events::Recorder};
 
-use crate::{config::OperatorConfig, metrics::Metrics};
+use crate::{cache::Cache, config::OperatorConfig, metrics::Metrics};
 
 pub struct Context {
     pub client: Client,
@@ -16,6 +16,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    pub cache: Cache,
 }
 
 /// Consecutive failures per object, for exponential backoff: a transient

@@ -17,10 +17,7 @@ impl Error {
     /// A bounded label for metrics and Event reasons: never an instance name.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
-            Error::Kube(kube::Error::Api(status)) if status.code == 403 => "forbidden",
-            Error::Kube(kube::Error::Api(_)) => "api",
-            Error::Kube(_) => "transport",
+            Error::Kube(error) => kube_category(error),
             Error::Serialize { .. } => "serialize",
             Error::MissingField(_) => "malformed",
         }
@@ -28,3 +25,27 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The category of a failed API call.
+fn kube_category(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => "conflict",
+        kube::Error::Api(status) if status.code == 403 => "forbidden",
+        kube::Error::Api(_) => "api",
+        _ => "transport",
+    }
+}
+
+/// The category of a failed watch, e.g. `forbidden` when the operator's
+/// RBAC lacks `list` or `watch` on a kind it caches.
+pub fn watch_category(error: &kube::runtime::watcher::Error) -> &'static str {
+    use kube::runtime::watcher::Error as Watch;
+    match error {
+        Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e) => {
+            kube_category(e)
+        }
+        Watch::WatchError(status) if status.code == 403 => "forbidden",
+        Watch::WatchError(_) => "api",
+        Watch::NoResourceVersion => "malformed",
+    }
+}

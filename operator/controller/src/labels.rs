@@ -32,3 +32,9 @@ pub fn child(instance: &str, component: &str) -> BTreeMap<String, String> {
 pub fn owned_by(instance: &str) -> String {
     format!("{NAME}={APP},{INSTANCE}={instance},{MANAGED_BY}={MANAGER}")
 }
+
+/// Whether `labels` mark a child of `instance` (what [`owned_by`] selects).
+pub fn is_child_of(labels: &BTreeMap<String, String>, instance: &str) -> bool {
+    let is = |key: &str, value: &str| labels.get(key).map(String::as_str) == Some(value);
+    is(NAME, APP) && is(INSTANCE, instance) && is(MANAGED_BY, MANAGER)
+}

@@ -2,6 +2,7 @@
 //! [`run`]; everything else lives here, with tests.
 
 pub mod apply;
+pub mod cache;
 pub mod children;
 pub mod comparison;
 pub mod config;
@@ -28,11 +29,12 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::Job,
-    core::v1::{ConfigMap, Secret, Service},
+    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
 };
 use kube::{
     Api, Client,
-    core::DeserializeGuard,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
         Controller, controller,
         events::{Recorder, Reporter},
@@ -73,27 +75,54 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         controller: CONTROLLER_NAME.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(context::Context {
-        client: client.clone(),
-        config: options.config,
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics,
-        backoff: context::Backoff::default(),
-    });
     let ns = options.namespace.as_deref();
-    let patterns: Api<DeserializeGuard<CommunicationPattern>> = scoped(&client, ns);
     // Children are watched by label only, so the operator's caches hold its
     // own objects and not every Secret of the cluster.
     let owned =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     // The report ConfigMap is the runner's (`commlab-runner`, never pruned
     // by the operator); watched too, so a report is summarised when written.
-    let config_maps = watcher::Config::default().labels(&format!(
+    let config_maps_and_reports = watcher::Config::default().labels(&format!(
         "{} in ({},{})",
         labels::MANAGED_BY,
         labels::MANAGER,
         commlab_workload::engine::cluster::RUNNER_MANAGER
     ));
+    let (secrets, secrets_changed) = cache::objects::<Secret>(scoped(&client, ns), owned.clone());
+    let (jobs, jobs_changed) = cache::objects::<Job>(scoped(&client, ns), owned.clone());
+    let (config_maps, config_maps_changed) =
+        cache::objects::<ConfigMap>(scoped(&client, ns), config_maps_and_reports);
+    let (deployments, deployments_changed) =
+        cache::objects::<PartialObjectMeta<Deployment>>(scoped(&client, ns), owned.clone());
+    let (stateful_sets, stateful_sets_changed) =
+        cache::objects::<PartialObjectMeta<StatefulSet>>(scoped(&client, ns), owned.clone());
+    let (services, services_changed) =
+        cache::objects::<PartialObjectMeta<Service>>(scoped(&client, ns), owned.clone());
+    let (service_accounts, service_accounts_changed) =
+        cache::objects::<PartialObjectMeta<ServiceAccount>>(scoped(&client, ns), owned.clone());
+    let (roles, roles_changed) =
+        cache::objects::<PartialObjectMeta<Role>>(scoped(&client, ns), owned.clone());
+    let (role_bindings, role_bindings_changed) =
+        cache::objects::<PartialObjectMeta<RoleBinding>>(scoped(&client, ns), owned.clone());
+    let ctx = Arc::new(context::Context {
+        client: client.clone(),
+        config: options.config,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        backoff: context::Backoff::default(),
+        cache: cache::Cache {
+            secrets,
+            jobs,
+            config_maps,
+            deployments,
+            stateful_sets,
+            services,
+            service_accounts,
+            roles,
+            role_bindings,
+        },
+    });
+    let patterns: Api<DeserializeGuard<CommunicationPattern>> = scoped(&client, ns);
     let patterns_controller = Controller::new(patterns, watcher::Config::default().any_semantic())
         // A rollout changes a Deployment's status several times a second; the
         // debounce turns such a burst into one reconcile, which keeps the
@@ -103,22 +132,31 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
                 .concurrency(options.concurrency)
                 .debounce(std::time::Duration::from_secs(1)),
         )
-        .owns(scoped::<Deployment>(&client, ns), owned.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<Secret>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), config_maps)
-        .owns(scoped::<Job>(&client, ns), owned.clone())
+        // Every child's watch fills the cache and triggers its owner.
+        .owns_stream(deployments_changed)
+        .owns_stream(stateful_sets_changed)
+        .owns_stream(services_changed)
+        .owns_stream(secrets_changed)
+        .owns_stream(config_maps_changed)
+        .owns_stream(jobs_changed)
+        .owns_stream(service_accounts_changed)
+        .owns_stream(roles_changed)
+        .owns_stream(role_bindings_changed)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-        .for_each(log_result);
+        .for_each(|result| {
+            if let Err(controller::Error::QueueError(error)) = &result {
+                ctx.metrics.watch_failed(error::watch_category(error));
+            }
+            log_result(result)
+        });
     let comparisons: Api<DeserializeGuard<PatternComparison>> = scoped(&client, ns);
     let comparisons_controller =
         Controller::new(comparisons, watcher::Config::default().any_semantic())
             .with_config(controller::Config::default().concurrency(options.concurrency))
             .owns(scoped::<CommunicationPattern>(&client, ns), owned)
             .shutdown_on_signal()
-            .run(comparison::reconcile, comparison::error_policy, ctx)
+            .run(comparison::reconcile, comparison::error_policy, ctx.clone())
             .for_each(log_result);
     ready.store(true, Ordering::Relaxed);
     futures::join!(patterns_controller, comparisons_controller);

@@ -1,5 +1,6 @@
-//! Prometheus metrics: reconciles, failures by bounded error category, and
-//! reconcile duration.
+//! Prometheus metrics: reconciles, failures by bounded error category,
+//! reconcile duration, and failed watches (a watch the operator's RBAC does
+//! not allow fails before any reconcile runs).
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Histogram,
+    pub watch_failures: Family<FailureLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -38,11 +40,18 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             duration.clone(),
         );
+        let watch_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "watch_failures",
+            "Failed watches of the operator's children, by error category",
+            watch_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            watch_failures,
         }
     }
 }
@@ -56,6 +65,12 @@ impl Metrics {
                 .get_or_create(&FailureLabels { category })
                 .inc();
         }
+    }
+
+    pub fn watch_failed(&self, category: &'static str) {
+        self.watch_failures
+            .get_or_create(&FailureLabels { category })
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -74,6 +89,7 @@ mod tests {
         let m = Metrics::default();
         m.observe(Duration::from_millis(3), None);
         m.observe(Duration::from_millis(3), Some("conflict"));
+        m.watch_failed("forbidden");
         let text = m.render();
         assert!(
             text.contains("commlab_operator_reconciles_total 2"),
@@ -81,6 +97,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"commlab_operator_reconcile_failures_total{category="conflict"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"commlab_operator_watch_failures_total{category="forbidden"} 1"#),
             "{text}"
         );
     }

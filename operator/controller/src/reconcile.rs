@@ -7,13 +7,7 @@ use std::{
 };
 
 use commlab_api::{CommunicationPattern, CommunicationPatternStatus, Phase};
-use k8s_openapi::{
-    api::{
-        batch::v1::Job,
-        core::v1::{ConfigMap, Secret},
-    },
-    jiff::Timestamp,
-};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -26,7 +20,8 @@ use kube::{
 use tracing::{instrument, warn};
 
 use crate::{
-    apply::{FIELD_MANAGER, apply_all, apply_runner},
+    apply::{FIELD_MANAGER, Owner, apply_all, apply_runner},
+    cache,
     children::{self, BuildInputs, Names, PASSWORD_KEY},
     context::Context,
     error::{Error, Result},
@@ -51,6 +46,11 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
+    if !ctx.cache.is_ready() {
+        // The caches are still being filled (the operator just started):
+        // a miss would look like a missing Secret or Job.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let started = Instant::now();
     let result = reconcile_one(cp, &ctx).await;
     ctx.metrics.observe(
@@ -95,17 +95,7 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
     }
 
     // Observe: the database password, generated once and then kept.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let password = match secrets.get_opt(&names.database_secret()).await? {
-        Some(secret) => secret
-            .data
-            .and_then(|d| {
-                d.get(PASSWORD_KEY)
-                    .map(|p| String::from_utf8_lossy(&p.0).into_owned())
-            })
-            .unwrap_or_else(generate_password),
-        None => generate_password(),
-    };
+    let password = database_password(ctx, &ns, &names.database_secret()).await?;
 
     // Build (pure) and apply.
     let desired = children::desired(
@@ -115,7 +105,12 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
             database_password: &password,
         },
     );
-    let applied = apply_all(&ctx.client, &ns, &names.instance, &uid, desired).await?;
+    let owner = Owner {
+        namespace: &ns,
+        instance: &names.instance,
+        uid: &uid,
+    };
+    let applied = apply_all(&ctx.client, &ctx.cache, &owner, desired).await?;
 
     // Status from what was applied.
     let components = status::components(&Observed {
@@ -134,8 +129,7 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
     // Experiment: a runner Job per generation, started once every component
     // is ready and kept (not restarted) while faults take components down.
     let generation = cp.metadata.generation.unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing_job = jobs.get_opt(&names.experiment_job(generation)).await?;
+    let existing_job = cache::get(&ctx.cache.jobs, &ns, &names.experiment_job(generation));
     let ready = status
         .conditions
         .iter()
@@ -150,10 +144,11 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
     } else {
         RunnerObjects::default()
     };
-    let applied_jobs = apply_runner(&ctx.client, &ns, &names.instance, &uid, runner).await?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let report = config_maps.get_opt(&names.report()).await?;
-    let state = experiment::observe(cp, generation, applied_jobs.first(), report.as_ref());
+    let applied_jobs = apply_runner(&ctx.client, &ctx.cache, &owner, runner).await?;
+    // The report is read from the cache: its watch triggers a reconcile
+    // once the runner writes it.
+    let report = cache::get(&ctx.cache.config_maps, &ns, &names.report());
+    let state = experiment::observe(cp, generation, applied_jobs.first(), report.as_deref());
     let status = status::with_experiment(status, previous, &state, &names.report(), now);
     let previous_phase = previous.and_then(|p| p.phase);
     if became(previous, &status, status::EXPERIMENT_COMPLETE, "True") {
@@ -272,6 +267,27 @@ fn condition_message(status: &CommunicationPatternStatus, type_: &str) -> String
         .find(|c| c.type_ == type_)
         .map(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// The database password in the pattern's Secret, or a new one for a new
+/// Secret. A cache miss is checked with the API server before generating:
+/// a Secret applied moments ago may not have reached the cache yet, and a
+/// new password would lock the running database's clients out.
+async fn database_password(ctx: &Context, ns: &str, name: &str) -> Result<String> {
+    let secret = match cache::get(&ctx.cache.secrets, ns, name) {
+        Some(cached) => Some(Secret::clone(&cached)),
+        None => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            secrets.get_opt(name).await?
+        }
+    };
+    Ok(secret
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get(PASSWORD_KEY)
+                .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+        })
+        .unwrap_or_else(generate_password))
 }
 
 fn generate_password() -> String {

@@ -236,8 +236,11 @@ async fn without_one_rule_of_the_charts_rbac_the_operator_cannot_deploy() -> any
         let token = support::install_chart_rbac(&client, &ns, Some("services")).await?;
         let operator = Operator::start_with_token(&ns, &token).await?;
         let name = apply_manifest(&client, &ns, &support::example("direct-api-call.yaml")?).await?;
-        let forbidden = poll_until(Duration::from_secs(30), "a forbidden reconcile", || async {
-            let n = operator.failures("forbidden").await?;
+        // The operator caches the children it owns, so the missing rule
+        // shows first as a forbidden watch; no reconcile runs on a cache it
+        // cannot fill.
+        let forbidden = poll_until(Duration::from_secs(30), "a forbidden watch", || async {
+            let n = operator.watch_failures("forbidden").await?;
             Ok((n > 0).then_some(n))
         })
         .await?;

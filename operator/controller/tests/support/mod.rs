@@ -270,9 +270,10 @@ impl Operator {
         self.metric("commlab_operator_reconciles_total ").await
     }
 
-    pub async fn failures(&self, category: &str) -> anyhow::Result<u64> {
+    /// Watches of children that failed, e.g. `forbidden` without RBAC for a kind.
+    pub async fn watch_failures(&self, category: &str) -> anyhow::Result<u64> {
         self.metric(&format!(
-            "commlab_operator_reconcile_failures_total{{category=\"{category}\"}}"
+            "commlab_operator_watch_failures_total{{category=\"{category}\"}}"
         ))
         .await
     }
