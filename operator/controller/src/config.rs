@@ -1,10 +1,12 @@
 //! The operator's own configuration: which images the children run and with
-//! what resources. It comes from the Helm values through environment
-//! variables, so one chart value changes every CommunicationPattern.
+//! what resources, and which chaos backend the experiments use. It comes
+//! from the Helm values through environment variables, so one chart value
+//! changes every CommunicationPattern.
 
 use std::collections::BTreeMap;
 
 use clap::Args;
+use commlab_chaos::ClusterBackendArgs;
 
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct OperatorConfig {
@@ -31,6 +33,11 @@ pub struct OperatorConfig {
     /// separated by commas (the e2e tests keep kwok from completing it).
     #[arg(long, env = "COMMLAB_RUNNER_POD_LABELS", default_value = "", value_parser = parse_labels)]
     pub runner_pod_labels: Labels,
+    /// The chaos backend the runners inject faults with, and the operator
+    /// cleans up with when a CommunicationPattern is deleted (Helm values
+    /// `chaos.*`). Its Debug output never shows the dashboard's token.
+    #[command(flatten)]
+    pub chaos: ClusterBackendArgs,
 }
 
 /// `key=value,key=value` labels.
@@ -65,5 +72,35 @@ impl Default for OperatorConfig {
             config: OperatorConfig,
         }
         Defaults::parse_from(["defaults"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: OperatorConfig,
+    }
+
+    #[test]
+    fn the_dashboard_comes_from_flags_and_its_token_is_never_printed() {
+        let mut config = Cli::try_parse_from([
+            "run",
+            "--chaos-backend",
+            "dashboard",
+            "--chaos-dashboard-url",
+            "http://chaos-dashboard.chaos-mesh.svc:2333",
+        ])
+        .unwrap()
+        .config;
+        assert!(config.chaos.is_dashboard());
+        config.chaos.dashboard_token = Some(commlab_chaos::BearerToken::new("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+        assert!(!OperatorConfig::default().chaos.is_dashboard());
     }
 }

@@ -11,6 +11,23 @@ pub enum Error {
     },
     #[error("object has no {0}")]
     MissingField(&'static str),
+    /// Adding or removing the finalizer failed.
+    #[error(
+        "could not {action} finalizer {}: {source}",
+        crate::finalizer::FINALIZER
+    )]
+    Finalizer {
+        /// `add` or `remove`.
+        action: &'static str,
+        source: kube::Error,
+    },
+    /// Deleting the chaos experiments of a deleted CommunicationPattern
+    /// failed; the finalizer stays and the cleanup is retried after `retry_in`.
+    #[error("could not delete the chaos experiments: {source}")]
+    ChaosCleanup {
+        source: commlab_chaos::ChaosError,
+        retry_in: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -20,6 +37,12 @@ impl Error {
             Error::Kube(error) => kube_category(error),
             Error::Serialize { .. } => "serialize",
             Error::MissingField(_) => "malformed",
+            Error::Finalizer {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 403 => "forbidden",
+            Error::Finalizer { .. } => "finalizer",
+            Error::ChaosCleanup { .. } => "chaos_cleanup",
         }
     }
 }

@@ -3,15 +3,26 @@
 //! the in-cluster Services, with its own ServiceAccount and a Role limited
 //! to what it needs. The runner writes its report into a ConfigMap owned by
 //! the CommunicationPattern; the operator summarises it into status.
+//!
+//! Faults go through the operator's chaos backend (`chaos.backend` in the
+//! Helm values). With the Chaos Mesh dashboard, the runner gets the
+//! dashboard's URL and its bearer token instead of rights on Chaos Mesh's
+//! objects: the token lives in a Secret of the operator's namespace, which
+//! a Job in another namespace cannot reference, so each pattern gets its
+//! own copy ([`dashboard_token_secret`]).
 
 use std::collections::BTreeMap;
 
 use commlab_api::{CommunicationPattern, results::ExperimentResults};
+use commlab_chaos::{ClusterBackendArgs, cluster_backend};
 use commlab_workload::report::{Report, experiment_results};
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{ConfigMap, ServiceAccount},
-    rbac::v1::{Role, RoleBinding},
+use k8s_openapi::{
+    ByteString,
+    api::{
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret, ServiceAccount},
+        rbac::v1::{Role, RoleBinding},
+    },
 };
 use kube::ResourceExt;
 
@@ -22,6 +33,8 @@ pub const RUNNER: &str = "runner";
 pub const REPORT_KEY: &str = commlab_workload::engine::cluster::REPORT_KEY;
 /// Label on the report ConfigMap: the generation the experiment ran for.
 pub const GENERATION_LABEL: &str = commlab_workload::engine::cluster::GENERATION_LABEL;
+/// Key of the token in the runner's copy of the dashboard token.
+pub const DASHBOARD_TOKEN_KEY: &str = "token";
 /// Time the runner gets beyond warm-up and the run itself: deploy checks,
 /// a capacity probe and writing the report.
 const DEADLINE_MARGIN_SECS: u64 = 300;
@@ -40,6 +53,11 @@ impl Names {
     pub fn experiment_job(&self, generation: i64) -> String {
         format!("{}-experiment-{generation}", self.instance)
     }
+
+    /// The runner's copy of the Chaos Mesh dashboard's token.
+    pub fn dashboard_token(&self) -> String {
+        format!("{}-chaos-dashboard", self.instance)
+    }
 }
 
 /// The runner's objects for one generation.
@@ -55,6 +73,54 @@ pub struct RunnerInputs<'a> {
     pub image: &'a str,
     /// Extra labels for the runner's pod (tests use kwok's keep-running label).
     pub pod_labels: &'a BTreeMap<String, String>,
+    /// Which backend the runner injects faults with.
+    pub chaos: &'a ClusterBackendArgs,
+}
+
+/// The runner's copy of the dashboard's token, a child like the others
+/// (owned, labelled, pruned when the backend changes); `None` unless the
+/// dashboard backend with a token is configured. It is built with the
+/// other children rather than with the runner's objects, so it exists
+/// before the runner Job that reads it.
+pub fn dashboard_token_secret(
+    names: &Names,
+    chaos: &ClusterBackendArgs,
+    meta: &MetaFn,
+) -> Option<Secret> {
+    let token = chaos
+        .dashboard_token
+        .as_ref()
+        .filter(|_| chaos.is_dashboard())?;
+    Some(Secret {
+        metadata: meta(names.dashboard_token(), RUNNER),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            DASHBOARD_TOKEN_KEY.to_owned(),
+            ByteString(token.expose().as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    })
+}
+
+/// How the runner reaches the dashboard, as container env: the URL as a
+/// value, the token from the pattern's copy. Nothing for Chaos Mesh's CRDs,
+/// the default, so that the Job of a default install stays as it was (a
+/// Job's pod template cannot change once created).
+fn chaos_env(names: &Names, chaos: &ClusterBackendArgs) -> Vec<serde_json::Value> {
+    if !chaos.is_dashboard() {
+        return Vec::new();
+    }
+    let mut env = vec![
+        serde_json::json!({ "name": cluster_backend::BACKEND_ENV, "value": chaos.backend.as_str() }),
+        serde_json::json!({ "name": cluster_backend::DASHBOARD_URL_ENV, "value": chaos.dashboard_url.clone().unwrap_or_default() }),
+    ];
+    if chaos.dashboard_token.is_some() {
+        env.push(serde_json::json!({
+            "name": cluster_backend::TOKEN_ENV,
+            "valueFrom": { "secretKeyRef": { "name": names.dashboard_token(), "key": DASHBOARD_TOKEN_KEY } },
+        }));
+    }
+    env
 }
 
 pub fn runner_objects(
@@ -72,16 +138,22 @@ pub fn runner_objects(
         ..ServiceAccount::default()
     };
 
-    // Only what the runner does: create and delete its chaos experiments,
-    // write its own report, and read its own CommunicationPattern.
-    let mut role: Role = from_json(serde_json::json!({
-        "rules": [
-            { "apiGroups": ["chaos-mesh.org"], "resources": ["podchaos", "networkchaos"], "verbs": ["create", "get", "list", "delete"] },
-            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"] },
-            { "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [names.report()], "verbs": ["get", "patch", "update"] },
-            { "apiGroups": ["commlab.dev"], "resources": ["communicationpatterns"], "resourceNames": [names.instance], "verbs": ["get"] },
-        ]
-    }));
+    // Only what the runner does: create and delete its chaos experiments
+    // (through the dashboard, with the dashboard's token, it needs no
+    // rights on them), write its own report, and read its own
+    // CommunicationPattern.
+    let chaos_rule = (!inputs.chaos.is_dashboard()).then(|| {
+        serde_json::json!({ "apiGroups": ["chaos-mesh.org"], "resources": ["podchaos", "networkchaos"], "verbs": ["create", "get", "list", "delete"] })
+    });
+    let rules: Vec<serde_json::Value> = chaos_rule
+        .into_iter()
+        .chain([
+            serde_json::json!({ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"] }),
+            serde_json::json!({ "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [names.report()], "verbs": ["get", "patch", "update"] }),
+            serde_json::json!({ "apiGroups": ["commlab.dev"], "resources": ["communicationpatterns"], "resourceNames": [names.instance], "verbs": ["get"] }),
+        ])
+        .collect();
+    let mut role: Role = from_json(serde_json::json!({ "rules": rules }));
     role.metadata = meta(runner.clone(), RUNNER);
 
     let mut binding: RoleBinding = from_json(serde_json::json!({
@@ -96,6 +168,11 @@ pub fn runner_objects(
         + DEADLINE_MARGIN_SECS;
     let mut pod_labels = crate::labels::child(&names.instance, RUNNER);
     pod_labels.extend(inputs.pod_labels.clone());
+    let mut env = vec![
+        serde_json::json!({ "name": "COMMLAB_GENERATION", "value": generation.to_string() }),
+        serde_json::json!({ "name": "COMMLAB_OWNER_UID", "value": cp.uid().unwrap_or_default() }),
+    ];
+    env.extend(chaos_env(&names, inputs.chaos));
     let mut job: Job = from_json(serde_json::json!({
         "spec": {
             "backoffLimit": 0,
@@ -111,10 +188,7 @@ pub fn runner_objects(
                         // The image's entrypoint is the operator; the runner is `commlab`.
                         "command": ["commlab"],
                         "args": ["experiment", "--in-cluster", "--namespace", ns, "--name", names.instance],
-                        "env": [
-                            { "name": "COMMLAB_GENERATION", "value": generation.to_string() },
-                            { "name": "COMMLAB_OWNER_UID", "value": cp.uid().unwrap_or_default() },
-                        ],
+                        "env": env,
                         "resources": { "requests": { "cpu": "200m", "memory": "64Mi" } },
                         "securityContext": { "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true },
                     }],
@@ -232,6 +306,8 @@ fn failed(reason: &'static str, message: String) -> ExperimentState {
 #[cfg(test)]
 mod tests {
     use commlab_api::{CommunicationPatternSpec, Pattern};
+    use commlab_chaos::BearerToken;
+    use k8s_openapi::api::core::v1::EnvVar;
     use kube::Resource;
 
     use super::*;
@@ -274,6 +350,7 @@ mod tests {
             &RunnerInputs {
                 image: "img",
                 pod_labels: &labels,
+                chaos: &ClusterBackendArgs::default(),
             },
             &crate::children::child_meta(&cp),
         );
@@ -313,6 +390,119 @@ mod tests {
         );
     }
 
+    /// The runner's objects, its container's env by name, and the token copy
+    /// the children get, for a runner using `chaos`.
+    fn with_backend(
+        chaos: &ClusterBackendArgs,
+    ) -> (RunnerObjects, BTreeMap<String, EnvVar>, Option<Secret>) {
+        let cp = cp();
+        let meta = crate::children::child_meta(&cp);
+        let inputs = RunnerInputs {
+            image: "img",
+            pod_labels: &BTreeMap::new(),
+            chaos,
+        };
+        let objects = runner_objects(&cp, 1, &inputs, &meta);
+        let env = objects.jobs[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .unwrap()
+            .containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect();
+        let secret = dashboard_token_secret(&Names::of(&cp), chaos, &meta);
+        (objects, env, secret)
+    }
+
+    fn may_touch_chaos_objects(objects: &RunnerObjects) -> bool {
+        objects.roles[0].rules.iter().flatten().any(|rule| {
+            rule.api_groups
+                .iter()
+                .flatten()
+                .any(|g| g == "chaos-mesh.org")
+        })
+    }
+
+    #[test]
+    fn with_the_dashboard_the_runner_gets_its_url_and_token_and_no_chaos_rights() {
+        let chaos = ClusterBackendArgs::dashboard(
+            "http://chaos-dashboard.chaos-mesh.svc:2333",
+            Some(BearerToken::new("s3cret")),
+        );
+        let (objects, env, secret) = with_backend(&chaos);
+        assert_eq!(
+            env["COMMLAB_CHAOS_BACKEND"].value.as_deref(),
+            Some("dashboard")
+        );
+        assert_eq!(
+            env["COMMLAB_CHAOS_DASHBOARD_URL"].value.as_deref(),
+            Some("http://chaos-dashboard.chaos-mesh.svc:2333")
+        );
+        let token = &env["COMMLAB_CHAOS_DASHBOARD_TOKEN"];
+        assert_eq!(token.value, None, "never inlined in the pod spec");
+        let reference = token
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .unwrap();
+        assert_eq!(
+            (reference.name.as_str(), reference.key.as_str()),
+            ("shop-chaos-dashboard", DASHBOARD_TOKEN_KEY)
+        );
+        assert!(
+            !serde_json::to_string(&objects.jobs)
+                .unwrap()
+                .contains("s3cret"),
+            "the token is only in the Secret"
+        );
+        assert!(!may_touch_chaos_objects(&objects), "least privilege");
+
+        let secret = secret.expect("a copy of the token");
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("shop-chaos-dashboard")
+        );
+        assert_eq!(
+            secret.data.as_ref().unwrap()[DASHBOARD_TOKEN_KEY].0,
+            b"s3cret"
+        );
+        let labels = secret.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[crate::labels::COMPONENT], RUNNER);
+        assert!(crate::children::is_owned_by(
+            secret.metadata.owner_references.as_ref(),
+            "uid-1"
+        ));
+    }
+
+    #[test]
+    fn a_dashboard_without_a_token_gets_no_secret_and_no_token_env() {
+        let chaos = ClusterBackendArgs::dashboard("http://dashboard:2333", None);
+        let (_, env, secret) = with_backend(&chaos);
+        assert!(env.contains_key("COMMLAB_CHAOS_DASHBOARD_URL"));
+        assert!(!env.contains_key("COMMLAB_CHAOS_DASHBOARD_TOKEN"));
+        assert!(secret.is_none());
+    }
+
+    #[test]
+    fn with_chaos_mesh_the_runner_may_manage_chaos_objects_and_gets_no_dashboard() {
+        let mut chaos = ClusterBackendArgs::dashboard("http://x", Some(BearerToken::new("t")));
+        chaos.backend = commlab_chaos::ClusterBackendKind::ChaosMesh;
+        let (objects, env, secret) = with_backend(&chaos);
+        assert!(may_touch_chaos_objects(&objects));
+        assert!(
+            env.keys().all(|name| !name.starts_with("COMMLAB_CHAOS")),
+            "{env:?}"
+        );
+        assert!(
+            secret.is_none(),
+            "no token copy when the dashboard is not used"
+        );
+    }
+
     #[test]
     fn the_runner_runs_commlab_experiment_for_its_generation() {
         let cp = cp();
@@ -322,6 +512,7 @@ mod tests {
             &RunnerInputs {
                 image: "img",
                 pod_labels: &BTreeMap::new(),
+                chaos: &ClusterBackendArgs::default(),
             },
             &crate::children::child_meta(&cp),
         );

@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod experiment;
+pub mod finalizer;
 pub mod http;
 pub mod labels;
 pub mod metrics;

@@ -26,6 +26,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     experiment::{self, ExperimentState, RunnerInputs, RunnerObjects},
+    finalizer,
     status::{self, Observed, READY, SPEC_VALID},
     validate,
 };
@@ -52,12 +53,18 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let started = Instant::now();
-    let result = reconcile_one(cp, &ctx).await;
+    // Once it carries the finalizer; a pattern being deleted has its chaos
+    // experiments deleted instead (see finalizer.rs).
+    let result = finalizer::reconcile_with_finalizer(cp, &ctx, |cp| {
+        let ctx = &ctx;
+        async move { reconcile_one(&cp, ctx).await }
+    })
+    .await;
     ctx.metrics.observe(
         started.elapsed(),
         result.as_ref().err().map(Error::category),
     );
-    result
+    finalizer::retry_failed_cleanup(result)
 }
 
 #[instrument(skip_all, fields(namespace = cp.namespace().unwrap_or_default(), name = cp.name_any()))]
@@ -139,6 +146,7 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
         let inputs = RunnerInputs {
             image: &ctx.config.workload_image,
             pod_labels: &pod_labels,
+            chaos: &ctx.config.chaos,
         };
         experiment::runner_objects(cp, generation, &inputs, &children::child_meta(cp))
     } else {

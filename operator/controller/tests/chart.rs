@@ -250,6 +250,8 @@ async fn the_values_schema_refuses_bad_values() -> anyhow::Result<()> {
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("image.repository=", "repository"),
         ("replicas=2", "replicas"),
+        ("chaos.backend=litmus", "backend"),
+        ("chaos.dashboard.url=https://chaos-dashboard:2333", "url"),
     ] {
         match helm_template(&client, "commlab", &["--set", value]).await {
             Ok(_) => {
@@ -261,6 +263,121 @@ async fn the_values_schema_refuses_bad_values() -> anyhow::Result<()> {
                     message.contains("values don't meet the specifications of the schema")
                         && message.contains(named),
                     "helm template --set {value} failed, but not for the schema naming {named}: {message}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Values selecting the Chaos Mesh dashboard, with its URL and token Secret.
+const DASHBOARD_URL: &str = "http://chaos-dashboard.chaos-mesh.svc:2333";
+fn dashboard_values() -> Vec<String> {
+    [
+        "chaos.backend=dashboard".to_owned(),
+        format!("chaos.dashboard.url={DASHBOARD_URL}"),
+        "chaos.dashboard.tokenSecret.name=chaos-dashboard-token".to_owned(),
+        "chaos.dashboard.tokenSecret.key=bearer".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|value| ["--set".to_owned(), value])
+    .collect()
+}
+
+/// The rendered documents of `manifests` of kind `kind`.
+fn documents_of_kind(manifests: &str, kind: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut found = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(manifests) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document)?;
+        if value["kind"] == kind {
+            found.push(value);
+        }
+    }
+    Ok(found)
+}
+
+#[tokio::test]
+async fn with_the_dashboard_the_operator_gets_its_url_and_the_token_by_secret_key_ref()
+-> anyhow::Result<()> {
+    with_temp_namespace(|client, ns| async move {
+        let values = dashboard_values();
+        let mut args: Vec<&str> = values.iter().map(String::as_str).collect();
+        let watch_one = format!("watchNamespace={ns}");
+        args.extend(["--set", &watch_one]);
+        let manifests = helm_template(&client, &ns, &args).await?;
+
+        let deployments = documents_of_kind(&manifests, "Deployment")?;
+        ensure!(deployments.len() == 1, "{} Deployments", deployments.len());
+        let env = deployments[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .context("the operator's env")?
+            .clone();
+        let named = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+        ensure!(
+            named("COMMLAB_CHAOS_BACKEND").map(|e| e["value"].clone()) == Some("dashboard".into()),
+            "env {env:?}"
+        );
+        ensure!(
+            named("COMMLAB_CHAOS_DASHBOARD_URL").map(|e| e["value"].clone())
+                == Some(DASHBOARD_URL.into()),
+            "env {env:?}"
+        );
+        let token = named("COMMLAB_CHAOS_DASHBOARD_TOKEN").context("the token's env")?;
+        ensure!(
+            token["valueFrom"]
+                == serde_json::json!({
+                    "secretKeyRef": { "name": "chaos-dashboard-token", "key": "bearer" }
+                })
+                && token.get("value").is_none(),
+            "the token comes from its Secret only: {token}"
+        );
+
+        // The runners get no chaos-mesh.org rights, so the operator needs none.
+        let roles = documents_of_kind(&manifests, "Role")?;
+        ensure!(roles.len() == 1, "{} Roles", roles.len());
+        ensure!(
+            !roles[0]["rules"].to_string().contains("chaos-mesh.org"),
+            "the operator's Role with the dashboard: {}",
+            roles[0]["rules"]
+        );
+        // The default keeps Chaos Mesh's rights: the runner's Role needs them.
+        let default = helm_template(&client, &ns, &["--set", &watch_one]).await?;
+        let default_role = &documents_of_kind(&default, "Role")?[0];
+        ensure!(default_role["rules"].to_string().contains("chaos-mesh.org"));
+
+        kubectl_apply_dry_run(&ns, &manifests).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_values_schema_refuses_the_dashboard_without_its_url_or_token_secret()
+-> anyhow::Result<()> {
+    let client = commlab_e2e::client().await?;
+    let values = dashboard_values();
+    let complete: Vec<&str> = values.iter().map(String::as_str).collect();
+    helm_template(&client, "commlab", &complete)
+        .await
+        .context("complete dashboard values must render")?;
+    for (missing, named) in [
+        ("chaos.dashboard.url", "/chaos/dashboard/url"),
+        (
+            "chaos.dashboard.tokenSecret.name",
+            "/chaos/dashboard/tokenSecret/name",
+        ),
+    ] {
+        let mut args = complete.clone();
+        let cleared = format!("{missing}=");
+        args.extend(["--set", &cleared]);
+        match helm_template(&client, "commlab", &args).await {
+            Ok(_) => bail!("the dashboard without {missing} rendered; the schema must refuse it"),
+            Err(error) => {
+                let message = format!("{error:#}");
+                ensure!(
+                    message.contains("values don't meet the specifications of the schema")
+                        && message.contains(named),
+                    "without {missing}: {message}"
                 );
             }
         }

@@ -68,6 +68,13 @@ pub fn desired(cp: &CommunicationPattern, inputs: &BuildInputs) -> Children {
     }
     services::add(&mut children, cp, &names, inputs, &meta);
     children
+        .secrets
+        .extend(crate::experiment::dashboard_token_secret(
+            &names,
+            &inputs.config.chaos,
+            &meta,
+        ));
+    children
 }
 
 /// Metadata of a child: name, namespace, labels and the controller owner reference.
@@ -271,6 +278,37 @@ mod tests {
             digest_of(&direct),
             digest_of(&build(&pattern(Pattern::AsyncPolling, 1)))
         );
+    }
+
+    #[test]
+    fn with_the_dashboard_the_children_include_the_runners_copy_of_its_token() {
+        let cp = pattern(Pattern::DirectApiCall, 1);
+        let config = OperatorConfig {
+            chaos: commlab_chaos::ClusterBackendArgs::dashboard(
+                "http://dashboard:2333",
+                Some(commlab_chaos::BearerToken::new("t0ken")),
+            ),
+            ..OperatorConfig::default()
+        };
+        let with_dashboard = desired(
+            &cp,
+            &BuildInputs {
+                config: &config,
+                database_password: "secret",
+            },
+        );
+        let secret_names = |c: &Children| {
+            c.secrets
+                .iter()
+                .map(|s| s.meta().name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            secret_names(&with_dashboard),
+            ["shop-database-credentials", "shop-chaos-dashboard"]
+        );
+        // Back to Chaos Mesh's CRDs: the copy is no longer desired, so pruned.
+        assert_eq!(secret_names(&build(&cp)), ["shop-database-credentials"]);
     }
 
     #[test]
