@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, FaultKind, Pattern, Target, results::ExperimentResults};
+use crate::{Duration, FaultKind, Pattern, Target, results::ExperimentResults, rules};
 
 /// Longest measured run a manifest may ask for (`spec.workload.duration`);
 /// longer experiments belong in a soak tool, not in a comparison.
@@ -77,11 +77,7 @@ pub const MAX_REPLICAS: i32 = 50;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    // `workload` always has a value here: the API server applies its default
-    // before CEL runs, and the default is complete.
-    validation = Rule::new("!has(self.chaos) || self.chaos.all(f, duration(f.at) + duration(f.duration) <= duration(self.workload.duration))")
-        .message("every fault must end inside the run: at + duration must be at most spec.workload.duration")
-        .field_path(".chaos"),
+    validation = rules::faults_end_inside_the_run(),
     validation = Rule::new("!has(self.chaos) || self.pattern in ['AsyncMessaging', 'CacheWithUpdateEvents'] || self.chaos.all(f, f.target != 'broker')")
         .message("target broker is only allowed for the patterns with a broker (AsyncMessaging, CacheWithUpdateEvents)")
         .field_path(".chaos")
@@ -100,8 +96,7 @@ pub struct CommunicationPatternSpec {
     /// At most 16; names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g.name == f.name))")
-        .message("fault names (spec.chaos[].name) must be unique"))]
+    #[x_kube(validation = rules::unique_fault_names())]
     pub chaos: Vec<Fault>,
     /// Objectives the verdict is judged against; without them the verdict is `Pass`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

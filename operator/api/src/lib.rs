@@ -7,6 +7,7 @@ pub mod duration;
 pub mod pattern;
 pub mod pattern_comparison;
 pub mod results;
+mod rules;
 pub mod validate;
 
 pub use communication_pattern::{

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Fault, Pattern, Phase, Slo, Workload, results::Claim};
+use crate::{Fault, Pattern, Phase, Slo, Workload, results::Claim, rules};
 
 // Clippy reads the repeated `type_ = "string"` of the printer columns as
 // duplicated attributes; they are separate columns.
@@ -38,9 +38,7 @@ use crate::{Fault, Pattern, Phase, Slo, Workload, results::Claim};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!has(self.chaos) || self.chaos.all(f, duration(f.at) + duration(f.duration) <= duration(self.workload.duration))")
-        .message("every fault must end inside the run: at + duration must be at most spec.workload.duration")
-        .field_path(".chaos"),
+    validation = rules::faults_end_inside_the_run(),
 )]
 pub struct PatternComparisonSpec {
     /// The patterns to compare, each at most once, in the order they run;
@@ -56,8 +54,7 @@ pub struct PatternComparisonSpec {
     /// fault is skipped for the patterns without a broker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g.name == f.name))")
-        .message("fault names (spec.chaos[].name) must be unique"))]
+    #[x_kube(validation = rules::unique_fault_names())]
     pub chaos: Vec<Fault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
