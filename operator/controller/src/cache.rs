@@ -5,8 +5,7 @@
 //! reads were most of each reconcile's round trips, and every reconcile
 //! queued behind them.
 //!
-//! Kinds whose content the operator never reads are cached as metadata
-//! only, and managed fields are dropped from everything, to keep the
+//! Managed fields are dropped from every cached object, to keep the
 //! operator's memory small.
 
 use std::{collections::BTreeSet, fmt::Debug, hash::Hash};
@@ -20,7 +19,6 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
@@ -38,12 +36,12 @@ pub struct Cache {
     pub jobs: Store<Job>,
     /// The operator's ConfigMaps and the runners' reports.
     pub config_maps: Store<ConfigMap>,
-    pub deployments: Store<PartialObjectMeta<Deployment>>,
-    pub stateful_sets: Store<PartialObjectMeta<StatefulSet>>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    pub roles: Store<PartialObjectMeta<Role>>,
-    pub role_bindings: Store<PartialObjectMeta<RoleBinding>>,
+    pub deployments: Store<Deployment>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub services: Store<Service>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
 }
 
 impl Cache {
@@ -77,8 +75,7 @@ where
 /// trigger for the owners of what changed.
 pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Watches one kind into a cache: full objects, or only their metadata
-/// when `K` is a `PartialObjectMeta`.
+/// Watches one kind into a cache.
 pub fn objects<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, Trigger<K>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -136,14 +133,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
     use kube::runtime::watcher::Event;
 
-    fn service(
-        ns: &str,
-        name: &str,
-        instance: &str,
-        owner_uid: &str,
-    ) -> PartialObjectMeta<Service> {
-        PartialObjectMeta {
-            types: None,
+    fn service(ns: &str, name: &str, instance: &str, owner_uid: &str) -> Service {
+        Service {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(ns.into()),
@@ -155,7 +146,7 @@ mod tests {
                 }]),
                 ..ObjectMeta::default()
             },
-            _phantom: Default::default(),
+            ..Service::default()
         }
     }
 

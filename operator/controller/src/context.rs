@@ -8,7 +8,7 @@ use std::{
 
 use kube::{Client, runtime::events::Recorder};
 
-use crate::{cache::Cache, config::OperatorConfig, metrics::Metrics};
+use crate::{apply::LastApplied, cache::Cache, config::OperatorConfig, metrics::Metrics};
 
 pub struct Context {
     pub client: Client,
@@ -17,6 +17,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     pub cache: Cache,
+    pub last_applied: LastApplied,
 }
 
 /// Consecutive failures per object, for exponential backoff: a transient

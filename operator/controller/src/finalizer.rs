@@ -124,6 +124,9 @@ async fn clean_up(cp: &CommunicationPattern, ctx: &Context) -> Result<Action> {
     match cleaned.await {
         Ok(()) => {
             ctx.backoff.succeeded(&key);
+            if let Some(uid) = cp.uid() {
+                ctx.last_applied.forget(&uid);
+            }
             info!(backend = %backend_name, "chaos experiments deleted; the deletion goes on");
             Ok(Action::await_change())
         }

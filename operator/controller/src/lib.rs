@@ -35,7 +35,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    core::{DeserializeGuard, PartialObjectMeta},
+    core::DeserializeGuard,
     runtime::{
         Controller, controller,
         events::{Recorder, Reporter},
@@ -94,23 +94,23 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
     let (config_maps, config_maps_changed) =
         cache::objects::<ConfigMap>(scoped(&client, ns), config_maps_and_reports);
     let (deployments, deployments_changed) =
-        cache::objects::<PartialObjectMeta<Deployment>>(scoped(&client, ns), owned.clone());
+        cache::objects::<Deployment>(scoped(&client, ns), owned.clone());
     let (stateful_sets, stateful_sets_changed) =
-        cache::objects::<PartialObjectMeta<StatefulSet>>(scoped(&client, ns), owned.clone());
+        cache::objects::<StatefulSet>(scoped(&client, ns), owned.clone());
     let (services, services_changed) =
-        cache::objects::<PartialObjectMeta<Service>>(scoped(&client, ns), owned.clone());
+        cache::objects::<Service>(scoped(&client, ns), owned.clone());
     let (service_accounts, service_accounts_changed) =
-        cache::objects::<PartialObjectMeta<ServiceAccount>>(scoped(&client, ns), owned.clone());
-    let (roles, roles_changed) =
-        cache::objects::<PartialObjectMeta<Role>>(scoped(&client, ns), owned.clone());
+        cache::objects::<ServiceAccount>(scoped(&client, ns), owned.clone());
+    let (roles, roles_changed) = cache::objects::<Role>(scoped(&client, ns), owned.clone());
     let (role_bindings, role_bindings_changed) =
-        cache::objects::<PartialObjectMeta<RoleBinding>>(scoped(&client, ns), owned.clone());
+        cache::objects::<RoleBinding>(scoped(&client, ns), owned.clone());
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         config: options.config,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         backoff: context::Backoff::default(),
+        last_applied: apply::LastApplied::default(),
         cache: cache::Cache {
             secrets,
             jobs,

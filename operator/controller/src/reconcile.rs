@@ -20,7 +20,7 @@ use kube::{
 use tracing::{instrument, warn};
 
 use crate::{
-    apply::{FIELD_MANAGER, Owner, apply_all, apply_runner},
+    apply::{FIELD_MANAGER, Known, Owner, apply_all, apply_runner},
     cache,
     children::{self, BuildInputs, Names, PASSWORD_KEY},
     context::Context,
@@ -117,7 +117,12 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
         instance: &names.instance,
         uid: &uid,
     };
-    let applied = apply_all(&ctx.client, &ctx.cache, &owner, desired).await?;
+    let known = Known {
+        client: &ctx.client,
+        cache: &ctx.cache,
+        last_applied: &ctx.last_applied,
+    };
+    let applied = apply_all(&known, &owner, desired).await?;
 
     // Status from what was applied.
     let components = status::components(&Observed {
@@ -152,7 +157,7 @@ async fn reconcile_one(cp: &CommunicationPattern, ctx: &Context) -> Result<Actio
     } else {
         RunnerObjects::default()
     };
-    let applied_jobs = apply_runner(&ctx.client, &ctx.cache, &owner, runner).await?;
+    let applied_jobs = apply_runner(&known, &owner, runner).await?;
     // The report is read from the cache: its watch triggers a reconcile
     // once the runner writes it.
     let report = cache::get(&ctx.cache.config_maps, &ns, &names.report());
