@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use commlab_api::CommunicationPattern;
 use commlab_e2e::{poll_until, with_temp_namespace};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::Service,
+};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -97,6 +100,38 @@ async fn replicas_and_pattern_changes_are_applied_and_deletion_collects_children
             let d = deployments.get(&orders).await?;
             Ok((d.spec.and_then(|s| s.replicas) == Some(3)).then_some(()))
         })
+        .await?;
+
+        // Someone else's edit of a child is undone, and a child deleted by
+        // someone else comes back: the operator skips applying children it
+        // knows to be current, and this is how it knows they are not.
+        deployments
+            .patch(
+                &orders,
+                &PatchParams::default(),
+                &merge(json!({"spec": {"replicas": 7}})),
+            )
+            .await?;
+        poll_until(READY_TIMEOUT, "orders scaled back to 3", || async {
+            let d = deployments.get(&orders).await?;
+            Ok((d.spec.and_then(|s| s.replicas) == Some(3)).then_some(()))
+        })
+        .await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let catalog = format!("{name}-catalog");
+        let deleted_uid = services.get(&catalog).await?.metadata.uid;
+        services.delete(&catalog, &DeleteParams::default()).await?;
+        poll_until(
+            READY_TIMEOUT,
+            "the catalog Service to come back",
+            || async {
+                let uid = services
+                    .get_opt(&catalog)
+                    .await?
+                    .and_then(|s| s.metadata.uid);
+                Ok((uid.is_some() && uid != deleted_uid).then_some(()))
+            },
+        )
         .await?;
 
         patterns
