@@ -77,6 +77,20 @@ pub enum Override {
     Slow(Duration),
 }
 
+impl Override {
+    /// A `500` with the dashboard's error body, as when the Kubernetes API
+    /// behind it fails, e.g. `etcdserver: request timed out`.
+    pub fn server_error(message: &str) -> Self {
+        let body = json!({
+            "code": 500,
+            "type": "error.api.internal_server_error",
+            "message": message,
+            "full_text": "",
+        });
+        Override::Answer(StatusCode::INTERNAL_SERVER_ERROR, body.to_string())
+    }
+}
+
 pub struct StandIn {
     /// Tokens the "Kubernetes API" accepts, with the namespaces their
     /// account may manage chaos in. `None`: security mode off.
@@ -227,10 +241,22 @@ impl StandIn {
         }
     }
 
-    fn archived(&self, uid: &str) -> Option<Experiment> {
-        self.experiments()
+    /// Experiment `uid` as `GET` and `DELETE /api/experiments/{uid}` find it:
+    /// in the archive, and still in the cluster; otherwise their `404`.
+    fn found(&self, uid: &str) -> Result<Experiment, Box<Response>> {
+        let archived = self
+            .experiments()
             .into_iter()
-            .find(|experiment| experiment.uid == uid && experiment.archived_at <= Instant::now())
+            .find(|experiment| experiment.uid == uid && experiment.archived_at <= Instant::now());
+        match archived {
+            None => Err(Box::new(not_in_archive(uid))),
+            Some(experiment) if !experiment.in_cluster => Err(Box::new(api_error(
+                StatusCode::NOT_FOUND,
+                "error.api.resource_not_found",
+                &format!("{} \"{}\" not found", experiment.kind, experiment.name),
+            ))),
+            Some(experiment) => Ok(experiment),
+        }
     }
 }
 
@@ -368,16 +394,10 @@ async fn detail(
     {
         return response;
     }
-    let Some(experiment) = stand_in.archived(&uid) else {
-        return not_in_archive(&uid);
+    let experiment = match stand_in.found(&uid) {
+        Ok(experiment) => experiment,
+        Err(not_found) => return *not_found,
     };
-    if !experiment.in_cluster {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            "error.api.resource_not_found",
-            &format!("{} \"{}\" not found", experiment.kind, experiment.name),
-        );
-    }
     let metadata = &experiment.body["metadata"];
     let body = json!({
         "namespace": experiment.namespace,
@@ -414,15 +434,8 @@ async fn delete(
     {
         return response;
     }
-    let Some(experiment) = stand_in.archived(&uid) else {
-        return not_in_archive(&uid);
-    };
-    if !experiment.in_cluster {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            "error.api.resource_not_found",
-            &format!("{} \"{}\" not found", experiment.kind, experiment.name),
-        );
+    if let Err(not_found) = stand_in.found(&uid) {
+        return *not_found;
     }
     for stored in stand_in.experiments.lock().unwrap().iter_mut() {
         if stored.uid == uid {

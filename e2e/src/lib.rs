@@ -16,7 +16,10 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
+    PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client, Config, Resource, ResourceExt as _};
@@ -69,7 +72,8 @@ pub async fn client() -> anyhow::Result<Client> {
 /// Runs `test` with a client and the name of a fresh namespace labelled
 /// `commlab.dev/test=true`. When the test fails (error or panic) the
 /// namespace's events and pods are printed; the namespace is deleted in every
-/// case (without waiting for it to be gone), then the failure is returned or
+/// case (without waiting for it to be gone, and without the operator's
+/// finalizers, see [`release_finalizers`]), then the failure is returned or
 /// the panic resumed.
 pub async fn with_temp_namespace<T, F, Fut>(test: F) -> anyhow::Result<T>
 where
@@ -88,6 +92,7 @@ where
         }
         dump_namespace(&client, &namespace).await;
     }
+    release_finalizers(&client, &namespace).await;
     let namespaces: Api<Namespace> = Api::all(client);
     if let Err(error) = namespaces
         .delete(&namespace, &DeleteParams::background())
@@ -98,6 +103,36 @@ where
     match outcome {
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Removes the finalizers of the CommunicationPatterns left in `namespace`.
+/// The operator that would remove them (after deleting their chaos
+/// experiments) stopped with the test, so they would keep the namespace
+/// Terminating for good. Best effort: a cluster without the CRD has none.
+async fn release_finalizers(client: &Client, namespace: &str) {
+    let resource = ApiResource {
+        group: "commlab.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "commlab.dev/v1alpha1".into(),
+        kind: "CommunicationPattern".into(),
+        plural: "communicationpatterns".into(),
+    };
+    let patterns: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let Ok(left) = patterns.list_metadata(&ListParams::default()).await else {
+        return;
+    };
+    let release = Patch::Merge(serde_json::json!({ "metadata": { "finalizers": null } }));
+    for pattern in left.items.iter().filter(|p| !p.finalizers().is_empty()) {
+        if let Err(error) = patterns
+            .patch_metadata(&pattern.name_any(), &PatchParams::default(), &release)
+            .await
+        {
+            eprintln!(
+                "warning: could not remove the finalizers of {namespace}/{}: {error}",
+                pattern.name_any()
+            );
+        }
     }
 }
 

@@ -321,15 +321,8 @@ async fn a_proxy_answering_403_is_forbidden() {
 #[tokio::test]
 async fn a_server_error_is_dashboard_unavailable() {
     let stand_in = secured();
-    stand_in.answer(Some(Override::Answer(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        json!({
-            "code": 500,
-            "type": "error.api.internal_server_error",
-            "message": "etcdserver: request timed out",
-            "full_text": "",
-        })
-        .to_string(),
+    stand_in.answer(Some(Override::server_error(
+        "etcdserver: request timed out",
     )));
     let err = inject_error(stand_in.clone(), config).await;
     assert_eq!(err.category(), "dashboard_unavailable", "{err}");

@@ -648,28 +648,31 @@ async fn deleting_a_pattern_mid_experiment_leaves_no_chaos_objects() -> anyhow::
         .await?;
         owned_by_the_pattern(&lab, &serde_json::to_value(&first.1)?)?;
 
-        // The runner is frozen, so only Kubernetes can delete the object:
-        // its garbage collector, once the owner is gone.
+        // The runner is frozen, so it cannot delete the object: the
+        // operator's finalizer does before the pattern goes (Kubernetes'
+        // garbage collector would after).
         runner.signal(Signal::SIGSTOP)?;
         lab.patterns()
             .delete(&lab.name, &DeleteParams::background())
             .await?;
         poll_until(
             GC_TIMEOUT,
-            "the garbage collector to delete the chaos objects",
+            "the operator to delete the chaos objects",
             || async { Ok(chaos_objects(&client, &ns).await?.is_empty().then_some(())) },
         )
         .await?;
 
         // Woken up, the runner notices its pattern is gone (its own
-        // ServiceAccount and Role went with it) and stops.
+        // ServiceAccount and Role went with it), or still being deleted,
+        // and stops.
         runner.signal(Signal::SIGCONT)?;
         let (status, log) = runner.wait(Duration::from_secs(60)).await?;
         let last = log.lines().last().unwrap_or_default();
         ensure!(
             status.code() == Some(1)
                 && (last.contains("so it was most likely deleted; stopping")
-                    || last.contains("does not exist (it was deleted)")),
+                    || last.contains("does not exist (it was deleted)")
+                    || last.contains("is being deleted (it was deleted;")),
             "the runner of a deleted pattern: {status:?}\n{log}"
         );
         // Whatever it injected after waking up is gone too, by it or by the collector.
