@@ -4,6 +4,17 @@
 //! admin kubeconfig; tests read that path from [`KUBECONFIG_ENV`]. Each test
 //! runs inside [`with_temp_namespace`], which creates a labelled namespace,
 //! prints what happened in it when the test fails, and deletes it afterwards.
+//!
+//! kwok runs no containers, so the operator's experiment runner Jobs are
+//! played by local processes: [`runner`] reads a runner Job and runs its
+//! command, [`player`] watches a namespace and plays each runner Job, and
+//! [`token`] gives a process exactly a ServiceAccount's rights.
+
+pub mod player;
+pub mod runner;
+pub mod token;
+
+pub use token::{service_account_token, token_kubeconfig};
 
 pub mod dashboard_stand_in;
 
@@ -60,8 +71,12 @@ pub fn kubeconfig_path() -> anyhow::Result<PathBuf> {
 
 /// A client for the e2e control plane, as its admin.
 pub async fn client() -> anyhow::Result<Client> {
-    let path = kubeconfig_path()?;
-    let kubeconfig = Kubeconfig::read_from(&path)
+    client_from(&kubeconfig_path()?).await
+}
+
+/// A client with the kubeconfig at `path` (its current context).
+pub async fn client_from(path: &std::path::Path) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

@@ -29,15 +29,18 @@ mod support;
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    process::{ExitStatus, Stdio},
-    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, ensure};
 use commlab_api::{CommunicationPattern, Pattern, Phase, results::Verdict};
 use commlab_chaos::chaos_mesh::ChaosKind;
-use commlab_e2e::{poll_until, with_temp_namespace};
+use commlab_e2e::{
+    player::local_targets,
+    poll_until,
+    runner::{RunnerJob, RunnerProcess},
+    with_temp_namespace,
+};
 use commlab_workload::{
     infra::{LocalStack, TopologyConfig},
     report::Report,
@@ -47,13 +50,9 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams},
 };
-use nix::{sys::signal::Signal, unistd::Pid};
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    task::JoinHandle,
-};
+use tokio::{process::Command, task::JoinHandle};
 
 use support::{Operator, install_chaos_mesh_crds, install_crds};
 
@@ -106,6 +105,8 @@ struct Lab {
     name: String,
     uid: String,
     binary: PathBuf,
+    /// What the operator's runner Job runs.
+    job: RunnerJob,
     stack: LocalStack,
     /// Holds only the runner ServiceAccount's token.
     kubeconfig: tempfile::NamedTempFile,
@@ -135,50 +136,47 @@ impl Lab {
         .await?;
         let patterns: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
         let uid = patterns.get(name).await?.uid().context("uid")?;
-        let template = job.spec.context("Job spec")?.template;
+        let labels = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref()?.labels.clone());
         ensure!(
-            template.metadata.and_then(|m| m.labels).is_some_and(|l| {
+            labels.is_some_and(|l| {
                 l.get(commlab_e2e::KEEP_RUNNING_LABEL).map(String::as_str) == Some("true")
             }),
             "the runner pod carries the labels of COMMLAB_RUNNER_POD_LABELS"
         );
-        let container = &template.spec.context("pod spec")?.containers[0];
-        let env: BTreeMap<_, _> = container
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
-            .collect();
+        let runner_job = RunnerJob::from_job(&job)?;
         ensure!(
-            env.get("COMMLAB_GENERATION").map(String::as_str) == Some("1")
-                && env.get("COMMLAB_OWNER_UID") == Some(&uid),
-            "runner env {env:?}"
+            runner_job.generation == "1" && runner_job.owner_uid == uid,
+            "runner env {runner_job:?}"
         );
         ensure!(
-            container.args.as_deref()
-                == Some(
-                    &[
-                        "experiment",
-                        "--in-cluster",
-                        "--namespace",
-                        ns,
-                        "--name",
-                        name
-                    ]
-                    .map(String::from)[..]
-                ),
+            runner_job.args
+                == [
+                    "experiment",
+                    "--in-cluster",
+                    "--namespace",
+                    ns,
+                    "--name",
+                    name
+                ],
             "runner args {:?}",
-            container.args
+            runner_job.args
         );
+        ensure!(runner_job.service_account == format!("{name}-runner"));
 
-        let token = support::service_account_token(client, ns, &format!("{name}-runner")).await?;
-        let kubeconfig = support::token_kubeconfig(ns, &token)?;
+        let token =
+            commlab_e2e::service_account_token(client, ns, &runner_job.service_account).await?;
+        let kubeconfig =
+            commlab_e2e::token_kubeconfig(&commlab_e2e::kubeconfig_path()?, ns, &token)?;
         Ok(Self {
             client: client.clone(),
             ns: ns.to_owned(),
             name: name.to_owned(),
             uid,
             binary,
+            job: runner_job,
             stack,
             kubeconfig,
             _operator: operator,
@@ -188,27 +186,19 @@ impl Lab {
     /// The command the runner Job runs, as generation `generation`, with the
     /// runner's token and the local services as targets.
     fn runner_command(&self, generation: &str) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .args(["experiment", "--in-cluster", "--namespace", &self.ns])
-            .args(["--name", &self.name])
-            .args(["--orders-url", &self.stack.topology.orders_url()])
-            .args(["--catalog-url", &self.stack.topology.catalog_url()])
-            .env("KUBECONFIG", self.kubeconfig.path())
-            .env("COMMLAB_GENERATION", generation)
-            .env("COMMLAB_OWNER_UID", &self.uid)
-            .env("RUST_LOG", "info,kube=warn")
-            .env("NO_COLOR", "1")
-            .env_remove("COMMLAB_LOG_FORMAT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
+        let job = RunnerJob {
+            generation: generation.to_owned(),
+            ..self.job.clone()
+        };
+        job.command(
+            &self.binary,
+            &local_targets(&self.stack),
+            self.kubeconfig.path(),
+        )
     }
 
-    fn start_runner(&self) -> anyhow::Result<Runner> {
-        Runner::start(self.runner_command("1"), &self.name)
+    fn start_runner(&self) -> anyhow::Result<RunnerProcess> {
+        RunnerProcess::start(self.runner_command("1"), &self.name)
     }
 
     fn patterns(&self) -> Api<CommunicationPattern> {
@@ -244,67 +234,12 @@ async fn chaos_objects(
     Ok(out)
 }
 
-/// `commlab experiment` running as a process; its stderr is echoed and kept.
-struct Runner {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    /// When the runner logged that the load started (its `Running` event).
-    load_started: Arc<OnceLock<Instant>>,
-    echo: JoinHandle<()>,
-}
-
-impl Runner {
-    fn start(mut command: Command, name: &str) -> anyhow::Result<Self> {
-        let mut child = command.spawn().context("starting commlab experiment")?;
-        let stderr = child.stderr.take().context("runner stderr")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let load_started = Arc::new(OnceLock::new());
-        let (kept, started, prefix) = (lines.clone(), load_started.clone(), name.to_owned());
-        let echo = tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if line.contains("Running {") {
-                    let _ = started.set(Instant::now());
-                }
-                eprintln!("runner {prefix}| {line}");
-                kept.lock().unwrap().push(line);
-            }
-        });
-        Ok(Self {
-            child,
-            lines,
-            load_started,
-            echo,
-        })
-    }
-
-    fn pid(&self) -> anyhow::Result<Pid> {
-        let pid = self.child.id().context("the runner has exited")?;
-        Ok(Pid::from_raw(i32::try_from(pid)?))
-    }
-
-    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        nix::sys::signal::kill(self.pid()?, signal)?;
-        Ok(())
-    }
-
-    async fn load_started(&self, timeout: Duration) -> anyhow::Result<Instant> {
-        poll_until(timeout, "the runner to start the load", || async {
-            Ok(self.load_started.get().copied())
-        })
-        .await
-    }
-
-    /// Waits for the runner to exit; its status and everything it logged.
-    async fn wait(mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, String)> {
-        let status = tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .with_context(|| format!("the runner was still running after {timeout:?}"))??;
-        // The pipe closes with the process: the echo ends by itself.
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.echo).await;
-        let log = self.lines.lock().unwrap().join("\n");
-        Ok((status, log))
-    }
+/// When the runner logged that the load started (its `Running` event).
+async fn load_started(runner: &RunnerProcess, timeout: Duration) -> anyhow::Result<Instant> {
+    poll_until(timeout, "the runner to start the load", || async {
+        Ok(runner.logged("Running {"))
+    })
+    .await
 }
 
 /// One chaos object as the watch saw it.
@@ -456,7 +391,7 @@ async fn the_runner_injects_the_chaos_plan_on_time_and_its_report_completes_the_
         // The runner of generation 1, watched.
         let watch = ChaosWatch::start(&client, &ns);
         let runner = lab.start_runner()?;
-        let load_started = runner.load_started(Duration::from_secs(60)).await?;
+        let load_started = load_started(&runner, Duration::from_secs(60)).await?;
         let (status, log) = runner.wait(RUN_TIMEOUT).await?;
         let seen = watch.finish().await?;
         ensure!(status.success(), "the runner failed: {status:?}");
@@ -740,4 +675,18 @@ fn the_runner_and_the_operator_agree_on_the_report() {
         commlab_controller::labels::MANAGER,
         "the operator must not prune the runner's report"
     );
+}
+
+#[test]
+fn the_player_selects_the_operators_runner_jobs() {
+    use commlab_controller::{experiment::RUNNER, labels};
+    let runner_labels = labels::child("shop", RUNNER);
+    for pair in commlab_e2e::player::RUNNER_JOB_SELECTOR.split(',') {
+        let (key, value) = pair.split_once('=').unwrap();
+        assert_eq!(
+            runner_labels.get(key).map(String::as_str),
+            Some(value),
+            "{key}"
+        );
+    }
 }

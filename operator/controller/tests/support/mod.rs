@@ -14,8 +14,7 @@ use commlab_e2e::poll_until;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
-        authentication::v1::{TokenRequest, TokenRequestSpec},
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Secret, Service},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -204,7 +203,7 @@ impl Operator {
 
     /// With a ServiceAccount token, and nothing else, for its credentials.
     pub async fn start_with_token(ns: &str, token: &str) -> anyhow::Result<Self> {
-        let file = token_kubeconfig(ns, token)?;
+        let file = commlab_e2e::token_kubeconfig(&commlab_e2e::kubeconfig_path()?, ns, token)?;
         Self::start(ns, file.path().to_owned(), Some(file), &[]).await
     }
 
@@ -345,49 +344,7 @@ pub async fn install_chart_rbac(
         }
     }
     let service_account = service_account.context("the chart rendered no ServiceAccount")?;
-    service_account_token(client, ns, &service_account).await
-}
-
-/// A token for ServiceAccount `name` in `ns` (TokenRequest, one hour).
-pub async fn service_account_token(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> anyhow::Result<String> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let response = accounts
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .with_context(|| format!("requesting a token for ServiceAccount {ns}/{name}"))?;
-    Ok(response
-        .status
-        .context("TokenRequest without status")?
-        .token)
-}
-
-/// A kubeconfig file for the local cluster whose only credential is `token`,
-/// with `ns` as its namespace.
-pub fn token_kubeconfig(ns: &str, token: &str) -> anyhow::Result<tempfile::NamedTempFile> {
-    let admin: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(commlab_e2e::kubeconfig_path()?)?)?;
-    let cluster = admin["clusters"][0]["cluster"].clone();
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{ "name": "local", "cluster": cluster }],
-        "users": [{ "name": "sa", "user": { "token": token } }],
-        "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": "sa", "namespace": ns } }],
-    });
-    let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(file.path(), serde_yaml::to_string(&config)?)?;
-    Ok(file)
+    commlab_e2e::service_account_token(client, ns, &service_account).await
 }
 
 /// The label the CRDs of `e2e/fixtures/chaos-mesh-crds.yaml` carry.
