@@ -11,11 +11,18 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use commlab_api::CommunicationPattern;
-use commlab_e2e::{poll_until, with_temp_namespace};
+use commlab_api::{
+    Axis, CommunicationPattern, Pattern, PatternComparison, PatternComparisonStatus, Phase,
+    results::ClaimVerdict,
+};
+use commlab_e2e::{
+    player::{Outcome, PlayerConfig, RunnerPlayer},
+    poll_until, with_temp_namespace,
+};
+use commlab_workload::report::{PatternReport, Report, claim_ids, score_on};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::Service,
+    core::v1::{ConfigMap, Service},
 };
 use kube::{
     Api,
@@ -351,51 +358,303 @@ async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_c
     .await
 }
 
+/// Longest a three-pattern comparison may take: each pattern deploys,
+/// starts its local services and runs 1 s + 6 s of load.
+const COMPARISON_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The comparison's children, in the order they run.
+const COMPARED: [(Pattern, &str); 3] = [
+    (Pattern::DirectApiCall, "three-direct-call"),
+    (Pattern::AsyncPolling, "three-polling"),
+    (Pattern::CacheWithUpdateEvents, "three-cache-events"),
+];
+
+/// A PatternComparison of three patterns with a catalog outage and a broker
+/// outage, its runner Jobs played for real (`commlab_e2e::player`): the
+/// patterns run one after another, each to Completed with its report, and
+/// the comparison's ranking, best pattern and claims follow from those reports.
 #[tokio::test]
-async fn a_comparison_runs_its_patterns_one_after_another_to_completed() -> anyhow::Result<()> {
+async fn a_comparison_of_three_patterns_runs_them_in_turn_and_ranks_them_from_their_reports()
+-> anyhow::Result<()> {
     with_temp_namespace(|client, ns| async move {
         install_crds(&client).await?;
-        let _operator = Operator::start_admin(&ns).await?;
-        let comparisons: Api<commlab_api::PatternComparison> = Api::namespaced(client.clone(), &ns);
+        // The runners create chaos objects; no Chaos Mesh acts on them here.
+        support::install_chaos_mesh_crds(&client).await?;
+        let keep_running = format!("{}=true", commlab_e2e::KEEP_RUNNING_LABEL);
+        let _operator =
+            Operator::start_admin_with_env(&ns, &[("COMMLAB_RUNNER_POD_LABELS", &keep_running)])
+                .await?;
+        let player = RunnerPlayer::start(
+            client.clone(),
+            PlayerConfig {
+                namespace: ns.clone(),
+                binary: support::commlab_binary().await?,
+                kubeconfig: commlab_e2e::kubeconfig_path()?,
+            },
+        );
+        let comparisons: Api<PatternComparison> = Api::namespaced(client.clone(), &ns);
         let manifest = json!({
             "apiVersion": "commlab.dev/v1alpha1", "kind": "PatternComparison",
             "metadata": { "name": "three" },
             "spec": {
-                "patterns": ["DirectApiCall", "AsyncPolling", "CacheWithUpdateEvents"],
-                "workload": { "rate": 50, "duration": "20s", "warmup": "2s" },
-                "chaos": [{ "name": "broker-down", "fault": "Outage", "target": "broker", "at": "5s", "duration": "5s" }],
+                "patterns": COMPARED.map(|(pattern, _)| pattern),
+                "workload": { "rate": 50, "duration": "6s", "warmup": "1s" },
+                "chaos": [
+                    { "name": "catalog-down", "fault": "Outage", "target": "catalog", "at": "1s", "duration": "2s" },
+                    { "name": "broker-down", "fault": "Outage", "target": "broker", "at": "3500ms", "duration": "2s" },
+                ],
             }
         });
         comparisons.create(&Default::default(), &serde_json::from_value(manifest)?).await?;
+
         let patterns: Api<CommunicationPattern> = Api::namespaced(client.clone(), &ns);
-        let most_running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let done = poll_until(Duration::from_secs(150), "the comparison to complete", || {
-            let (patterns, comparisons) = (patterns.clone(), comparisons.clone());
-            let most = most_running.clone();
-            async move {
-                let running = patterns
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .iter()
-                    .filter(|cp| !matches!(cp.status.as_ref().and_then(|s| s.phase), Some(commlab_api::Phase::Completed | commlab_api::Phase::Failed)))
-                    .count();
-                most.fetch_max(running, std::sync::atomic::Ordering::Relaxed);
-                let pc = comparisons.get("three").await?;
-                Ok((pc.status.as_ref().and_then(|s| s.phase) == Some(commlab_api::Phase::Completed)).then_some(pc))
-            }
+        let most_running = std::cell::Cell::new(0);
+        let (patterns, comparisons, player_ref, most) =
+            (&patterns, &comparisons, &player, &most_running);
+        let done = poll_until(COMPARISON_TIMEOUT, "the comparison to complete", || async move {
+            player_ref.failures()?;
+            let running = patterns
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|cp| !matches!(phase(cp), Some(Phase::Completed | Phase::Failed)))
+                .count();
+            most.set(running.max(most.get()));
+            let pc = comparisons.get("three").await?;
+            let completed = pc.status.as_ref().and_then(|s| s.phase) == Some(Phase::Completed);
+            Ok(completed.then_some(pc))
         })
         .await?;
-        let most = most_running.load(std::sync::atomic::Ordering::Relaxed);
-        ensure!(most <= 1, "{most} patterns ran at once");
-        let status = done.status.context("status")?;
-        ensure!(status.runs.len() == 3, "runs: {:?}", status.runs);
-        ensure!(status.pattern_list.as_deref() == Some("DirectApiCall,AsyncPolling,CacheWithUpdateEvents"));
+        let plays = player.stop().await?;
+        let most_running = most_running.get();
+        ensure!(most_running <= 1, "{most_running} patterns ran at once");
+        ensure!(
+            plays.iter().filter(|p| p.outcome == Outcome::Played).count() == 3,
+            "plays: {plays:#?}"
+        );
+
+        // Each pattern ran with its share of the plan, to Completed.
+        let status = done.status.clone().context("status")?;
+        ensure!(
+            status.pattern_list.as_deref() == Some("DirectApiCall,AsyncPolling,CacheWithUpdateEvents"),
+            "patternList {:?}",
+            status.pattern_list
+        );
+        let runs: Vec<_> = status
+            .runs
+            .iter()
+            .map(|r| (r.pattern, r.name.as_str(), r.phase))
+            .collect();
+        ensure!(
+            runs == COMPARED.map(|(pattern, name)| (pattern, name, Some(Phase::Completed))),
+            "runs {runs:?}"
+        );
         let direct = patterns.get("three-direct-call").await?;
-        ensure!(direct.spec.chaos.is_empty(), "a broker fault must not reach DirectApiCall");
+        let faults = |cp: &CommunicationPattern| cp.spec.chaos.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+        ensure!(faults(&direct) == ["catalog-down"], "a broker fault must not reach DirectApiCall: {:?}", faults(&direct));
         let events = patterns.get("three-cache-events").await?;
-        ensure!(events.spec.chaos.len() == 1, "CacheWithUpdateEvents keeps the broker fault");
+        ensure!(faults(&events) == ["catalog-down", "broker-down"], "CacheWithUpdateEvents keeps the broker fault: {:?}", faults(&events));
+
+        // The ranking, the best pattern and the claims follow from the reports.
+        let mut reports = Vec::new();
+        for (pattern, name) in COMPARED {
+            let cp = patterns.get(name).await?;
+            ensure!(
+                cp.status.as_ref().is_some_and(|s| s.results.is_some()),
+                "{name} has no results"
+            );
+            reports.push(report_of(&client, &ns, name, pattern).await?);
+        }
+        check_rankings(&status, &reports)?;
+        check_best(&status, &reports)?;
+        check_cross_pattern_claims(&status, &reports)?;
+
+        // kubectl shows the best pattern.
+        let table = support::kubectl(&["get", "pcmp", "three", "--namespace", &ns]).await?;
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+        let best = status.best.context("no best pattern")?;
+        ensure!(
+            rows.len() == 2
+                && rows[0] == ["NAME", "PATTERNS", "PHASE", "BEST", "AGE"]
+                && rows[1][..4]
+                    == ["three", "DirectApiCall,AsyncPolling,CacheWithUpdateEvents", "Completed", best.as_str()],
+            "kubectl get pcmp:\n{table}"
+        );
         Ok(())
     })
     .await
+}
+
+fn phase(cp: &CommunicationPattern) -> Option<Phase> {
+    cp.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The report the runner of child `name` wrote, for `pattern`.
+async fn report_of(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    pattern: Pattern,
+) -> anyhow::Result<PatternReport> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = config_maps.get(&format!("{name}-report")).await?;
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("report.json"))
+        .with_context(|| format!("{name}-report has no report.json"))?;
+    Report::from_json(text)?
+        .patterns
+        .into_iter()
+        .find(|p| p.pattern == pattern)
+        .with_context(|| format!("{name}'s report has no {pattern}"))
+}
+
+/// Per axis: the patterns with a score on it, best score first.
+fn check_rankings(
+    status: &PatternComparisonStatus,
+    reports: &[PatternReport],
+) -> anyhow::Result<()> {
+    let axes: Vec<Axis> = status.rankings.iter().map(|r| r.axis).collect();
+    ensure!(
+        axes == [
+            Axis::Performance,
+            Axis::Scalability,
+            Axis::Isolation,
+            Axis::Complexity,
+            Axis::Consistency
+        ],
+        "ranked axes {axes:?}"
+    );
+    for ranking in &status.rankings {
+        let score = |pattern: Pattern| {
+            reports
+                .iter()
+                .find(|r| r.pattern == pattern)
+                .and_then(|r| score_on(&r.scores, ranking.axis))
+        };
+        let scored: Vec<f64> = ranking.order.iter().filter_map(|&p| score(p)).collect();
+        ensure!(
+            scored.len() == ranking.order.len(),
+            "{:?} ranks a pattern without a score: {:?}",
+            ranking.axis,
+            ranking.order
+        );
+        let with_score = reports
+            .iter()
+            .filter(|r| score(r.pattern).is_some())
+            .count();
+        ensure!(
+            ranking.order.len() == with_score,
+            "{:?} ranks {:?}, {with_score} patterns have a score",
+            ranking.axis,
+            ranking.order
+        );
+        ensure!(
+            scored.windows(2).all(|pair| pair[0] >= pair[1]),
+            "{:?}: {:?} has scores {scored:?}, not best first",
+            ranking.axis,
+            ranking.order
+        );
+    }
+    // No capacity probe ran, so no pattern has a scalability score; every
+    // pattern has a baseline, so every one has a performance score.
+    let order = |axis| {
+        &status
+            .rankings
+            .iter()
+            .find(|r| r.axis == axis)
+            .unwrap()
+            .order
+    };
+    ensure!(order(Axis::Scalability).is_empty() && order(Axis::Performance).len() == 3);
+    Ok(())
+}
+
+/// The best pattern is the first on `spec.rankBy` (Performance by default),
+/// and no other pattern beat it on every baseline latency figure at an equal
+/// or better success ratio (the performance score falls with each).
+fn check_best(status: &PatternComparisonStatus, reports: &[PatternReport]) -> anyhow::Result<()> {
+    let best = status.best.context("no best pattern")?;
+    ensure!(
+        status.rankings[0].axis == Axis::Performance
+            && status.rankings[0].order.first() == Some(&best),
+        "best {best} is not first on Performance: {:?}",
+        status.rankings[0]
+    );
+    let figures = |r: &PatternReport| {
+        let b = &r.baseline;
+        [
+            b.response_ms.p50,
+            b.response_ms.p99,
+            b.completion_ms.p50,
+            b.completion_ms.p99,
+        ]
+    };
+    let best_report = reports
+        .iter()
+        .find(|r| r.pattern == best)
+        .context("best's report")?;
+    for other in reports.iter().filter(|r| r.pattern != best) {
+        let faster_everywhere = figures(other)
+            .iter()
+            .zip(figures(best_report))
+            .all(|(theirs, ours)| *theirs < ours);
+        ensure!(
+            !(faster_everywhere
+                && other.baseline.success_ratio >= best_report.baseline.success_ratio),
+            "{} beat the best, {best}, on every latency: {:?} vs {:?}",
+            other.pattern,
+            figures(other),
+            figures(best_report)
+        );
+    }
+    Ok(())
+}
+
+/// The cross-pattern claims, judged from the reports' baseline completion p50.
+fn check_cross_pattern_claims(
+    status: &PatternComparisonStatus,
+    reports: &[PatternReport],
+) -> anyhow::Result<()> {
+    let p50 = |pattern| {
+        reports
+            .iter()
+            .find(|r| r.pattern == pattern)
+            .map(|r| r.baseline.completion_ms.p50)
+            .unwrap()
+    };
+    let verdict = |id: &str| {
+        status
+            .claims
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.verdict)
+            .with_context(|| format!("no claim {id} in {:?}", status.claims))
+    };
+    let confirmed_if = |holds: bool| {
+        if holds {
+            ClaimVerdict::Confirmed
+        } else {
+            ClaimVerdict::Contradicted
+        }
+    };
+    let (direct, polling, cache) = (
+        p50(Pattern::DirectApiCall),
+        p50(Pattern::AsyncPolling),
+        p50(Pattern::CacheWithUpdateEvents),
+    );
+    ensure!(
+        verdict(claim_ids::POLLING_SLOWER_THAN_DIRECT)? == confirmed_if(polling > direct),
+        "polling {polling} ms vs direct {direct} ms: {:?}",
+        status.claims
+    );
+    // AsyncMessaging did not run: the cache is compared with the direct call only.
+    ensure!(
+        verdict(claim_ids::CACHE_FASTER_THAN_DIRECT_AND_MESSAGING)? == confirmed_if(cache < direct),
+        "cache {cache} ms vs direct {direct} ms: {:?}",
+        status.claims
+    );
+    Ok(())
 }
