@@ -5,10 +5,15 @@
 //! reads were most of each reconcile's round trips, and every reconcile
 //! queued behind them.
 //!
-//! Managed fields are dropped from every cached object, to keep the
-//! operator's memory small.
+//! Managed fields are dropped from every cached object, and pod templates
+//! from the workloads (the reconcile reads their replicas and status, never
+//! their template), to keep the operator's memory small.
 
-use std::{collections::BTreeSet, fmt::Debug, hash::Hash};
+use std::{
+    collections::BTreeSet,
+    fmt::Debug,
+    hash::{DefaultHasher, Hash, Hasher},
+};
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::{
@@ -75,8 +80,9 @@ where
 /// trigger for the owners of what changed.
 pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Watches one kind into a cache.
-pub fn objects<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, Trigger<K>)
+/// Watches one kind into a cache, each object passed through `trim` first
+/// (see [`whole`], [`without_pod_template`]).
+pub fn objects<K>(api: Api<K>, config: watcher::Config, trim: fn(&mut K)) -> (Store<K>, Trigger<K>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -84,10 +90,82 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(move |o| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer)
         .touched_objects();
     (store, stream.boxed())
+}
+
+/// Keeps everything but the managed fields.
+pub fn whole<K>(_: &mut K) {}
+
+/// Kinds with a pod template the reconcile never reads back.
+pub trait PodTemplate {
+    fn drop_pod_template(&mut self);
+}
+
+impl PodTemplate for Deployment {
+    fn drop_pod_template(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+}
+
+impl PodTemplate for StatefulSet {
+    fn drop_pod_template(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+            spec.volume_claim_templates = None;
+        }
+    }
+}
+
+impl PodTemplate for Job {
+    fn drop_pod_template(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+}
+
+pub fn without_pod_template<K: PodTemplate>(object: &mut K) {
+    object.drop_pod_template();
+}
+
+/// Watches the objects a controller reconciles into a cache and passes on
+/// those whose spec (generation), finalizers or deletion changed, not the
+/// status updates the operator writes itself: each of those would otherwise
+/// come back as one more reconcile that has nothing to do.
+pub fn spec_or_lifecycle_changes<K>(api: Api<K>) -> (Store<K>, Trigger<K>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_lifecycle, Default::default());
+    (store, stream.boxed())
+}
+
+/// A digest of what [`spec_or_lifecycle_changes`] lets through.
+fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
+    let meta = object.meta();
+    let mut hasher = DefaultHasher::new();
+    meta.uid.hash(&mut hasher);
+    meta.generation.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// One object of a namespace from a cache.
@@ -179,5 +257,33 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn status_updates_do_not_trigger_but_spec_finalizers_and_deletion_do() {
+        let cp = |generation: i64| {
+            let mut cp = commlab_api::CommunicationPattern::new(
+                "a",
+                serde_json::from_value(serde_json::json!({"pattern": "DirectApiCall"}))
+                    .expect("a valid spec"),
+            );
+            cp.metadata.uid = Some("uid-a".into());
+            cp.metadata.generation = Some(generation);
+            cp
+        };
+        let digest = spec_or_lifecycle(&cp(1));
+        let mut with_status = cp(1);
+        with_status.status = Some(Default::default());
+        with_status.metadata.resource_version = Some("99".into());
+        assert_eq!(spec_or_lifecycle(&with_status), digest);
+        assert_ne!(spec_or_lifecycle(&cp(2)), digest);
+        let mut finalized = cp(1);
+        finalized.metadata.finalizers = Some(vec!["communicationpatterns.commlab.dev".into()]);
+        assert_ne!(spec_or_lifecycle(&finalized), digest);
+        let mut deleted = cp(1);
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        assert_ne!(spec_or_lifecycle(&deleted), digest);
     }
 }

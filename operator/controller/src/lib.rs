@@ -89,21 +89,33 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
         labels::MANAGER,
         commlab_workload::engine::cluster::RUNNER_MANAGER
     ));
-    let (secrets, secrets_changed) = cache::objects::<Secret>(scoped(&client, ns), owned.clone());
-    let (jobs, jobs_changed) = cache::objects::<Job>(scoped(&client, ns), owned.clone());
+    let (secrets, secrets_changed) =
+        cache::objects::<Secret>(scoped(&client, ns), owned.clone(), cache::whole);
+    let (jobs, jobs_changed) = cache::objects::<Job>(
+        scoped(&client, ns),
+        owned.clone(),
+        cache::without_pod_template,
+    );
     let (config_maps, config_maps_changed) =
-        cache::objects::<ConfigMap>(scoped(&client, ns), config_maps_and_reports);
-    let (deployments, deployments_changed) =
-        cache::objects::<Deployment>(scoped(&client, ns), owned.clone());
-    let (stateful_sets, stateful_sets_changed) =
-        cache::objects::<StatefulSet>(scoped(&client, ns), owned.clone());
+        cache::objects::<ConfigMap>(scoped(&client, ns), config_maps_and_reports, cache::whole);
+    let (deployments, deployments_changed) = cache::objects::<Deployment>(
+        scoped(&client, ns),
+        owned.clone(),
+        cache::without_pod_template,
+    );
+    let (stateful_sets, stateful_sets_changed) = cache::objects::<StatefulSet>(
+        scoped(&client, ns),
+        owned.clone(),
+        cache::without_pod_template,
+    );
     let (services, services_changed) =
-        cache::objects::<Service>(scoped(&client, ns), owned.clone());
+        cache::objects::<Service>(scoped(&client, ns), owned.clone(), cache::whole);
     let (service_accounts, service_accounts_changed) =
-        cache::objects::<ServiceAccount>(scoped(&client, ns), owned.clone());
-    let (roles, roles_changed) = cache::objects::<Role>(scoped(&client, ns), owned.clone());
+        cache::objects::<ServiceAccount>(scoped(&client, ns), owned.clone(), cache::whole);
+    let (roles, roles_changed) =
+        cache::objects::<Role>(scoped(&client, ns), owned.clone(), cache::whole);
     let (role_bindings, role_bindings_changed) =
-        cache::objects::<RoleBinding>(scoped(&client, ns), owned.clone());
+        cache::objects::<RoleBinding>(scoped(&client, ns), owned.clone(), cache::whole);
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         config: options.config,
@@ -123,8 +135,10 @@ pub async fn run(client: Client, options: RunOptions) -> std::io::Result<()> {
             role_bindings,
         },
     });
-    let patterns: Api<DeserializeGuard<CommunicationPattern>> = scoped(&client, ns);
-    let patterns_controller = Controller::new(patterns, watcher::Config::default().any_semantic())
+    let (patterns, patterns_changed) = cache::spec_or_lifecycle_changes::<
+        DeserializeGuard<CommunicationPattern>,
+    >(scoped(&client, ns));
+    let patterns_controller = Controller::for_stream(patterns_changed, patterns)
         // A rollout changes a Deployment's status several times a second; the
         // debounce turns such a burst into one reconcile, which keeps the
         // queue short when many objects deploy at once.
