@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use commlab_api::Pattern;
 use commlab_workload::{
-    infra::{NatsServer, PostgresServer, Topology, TopologyConfig},
+    infra::{NatsServer, PostgresServer, Restartable, Topology, TopologyConfig},
     services::protocol::{
         CATALOG_PRICES_STREAM, CompletedOrder, ORDERS_COMPLETED, Order, PendingOrder, PriceChange,
         Product,

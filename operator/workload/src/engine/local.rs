@@ -46,8 +46,8 @@ use tokio::sync::Mutex;
 
 use super::{Deployment, EngineError, Event, Experiment, Observer, Platform, Targets};
 use crate::infra::{
-    NatsServer, PostgresServer, ServiceProcess, ServiceSpec, TopologyConfig, free_port,
-    postgres::SUPERUSER,
+    NatsServer, PostgresServer, Restartable, ServiceProcess, ServiceSpec, TopologyConfig,
+    free_port, postgres::SUPERUSER,
 };
 
 /// How to run patterns locally.
@@ -323,7 +323,7 @@ impl Platform for LocalPlatform {
         let mut backend = LocalBackend::new()
             .with_process(
                 Target::Database,
-                Arc::new(LocalPostgres(self.postgres.clone())),
+                Arc::new(LocalServer(self.postgres.clone())),
             )
             .with_proxy(Target::Database, database_proxy.handle());
         for (service, proxy) in catalog.iter().zip(&catalog_proxies) {
@@ -339,7 +339,7 @@ impl Platform for LocalPlatform {
         }
         if let (Some(nats), Some(proxy)) = (&self.nats, &broker_proxy) {
             backend = backend
-                .with_process(Target::Broker, Arc::new(LocalNats(nats.clone())))
+                .with_process(Target::Broker, Arc::new(LocalServer(nats.clone())))
                 .with_proxy(Target::Broker, proxy.handle());
         }
 
@@ -505,71 +505,41 @@ impl LocalProcess for LocalService {
     }
 }
 
-/// The shared PostgreSQL server, for `Outage` and `Kill` of `database`.
-struct LocalPostgres(Arc<Mutex<PostgresServer>>);
+/// A shared server as a fault target: PostgreSQL for `database`, NATS for
+/// `broker`, for `Outage` and `Kill`.
+struct LocalServer<S>(Arc<Mutex<S>>);
 
 #[async_trait]
-impl LocalProcess for LocalPostgres {
+impl<S: Restartable + 'static> LocalProcess for LocalServer<S> {
     async fn stop(&self) -> Result<(), ChaosError> {
         let mut server = self.0.lock().await;
+        let binary = server.binary();
         server
             .stop()
             .await
-            .map_err(|e| ChaosError::process("postgres", "stop", e))
+            .map_err(|e| ChaosError::process(binary, "stop", e))
     }
 
     async fn kill(&self) -> Result<(), ChaosError> {
         let mut server = self.0.lock().await;
+        let binary = server.binary();
         server
             .kill()
             .await
-            .map_err(|e| ChaosError::process("postgres", "kill", e))
+            .map_err(|e| ChaosError::process(binary, "kill", e))
     }
 
-    /// Returns once PostgreSQL accepts connections (its own start waits).
+    /// Returns once the server serves again (its own start waits).
     async fn start(&self) -> Result<(), ChaosError> {
         let mut server = self.0.lock().await;
         if server.is_running() {
             return Ok(());
         }
+        let binary = server.binary();
         server
             .start()
             .await
-            .map_err(|e| ChaosError::process("postgres", "start", e))
-    }
-}
-
-/// The shared NATS server, for `Outage` and `Kill` of `broker`.
-struct LocalNats(Arc<Mutex<NatsServer>>);
-
-#[async_trait]
-impl LocalProcess for LocalNats {
-    async fn stop(&self) -> Result<(), ChaosError> {
-        let mut server = self.0.lock().await;
-        server
-            .stop()
-            .await
-            .map_err(|e| ChaosError::process("nats-server", "stop", e))
-    }
-
-    async fn kill(&self) -> Result<(), ChaosError> {
-        let mut server = self.0.lock().await;
-        server
-            .kill()
-            .await
-            .map_err(|e| ChaosError::process("nats-server", "kill", e))
-    }
-
-    /// Returns once JetStream answers (its own start waits).
-    async fn start(&self) -> Result<(), ChaosError> {
-        let mut server = self.0.lock().await;
-        if server.is_running() {
-            return Ok(());
-        }
-        server
-            .start()
-            .await
-            .map_err(|e| ChaosError::process("nats-server", "start", e))
+            .map_err(|e| ChaosError::process(binary, "start", e))
     }
 }
 

@@ -24,7 +24,24 @@ pub use postgres::PostgresServer;
 pub use service::{ServiceKind, ServiceProcess, ServiceSpec};
 pub use topology::{LocalStack, Topology, TopologyConfig};
 
+use async_trait::async_trait;
+
 use crate::error::{Error, Result};
+
+/// A shared local server (PostgreSQL, NATS) that faults stop, kill and
+/// start again on the same port and data.
+#[async_trait]
+pub trait Restartable: Send {
+    /// The server's binary, for error messages.
+    fn binary(&self) -> &'static str;
+    /// Starts it again; returns once it serves.
+    async fn start(&mut self) -> Result<()>;
+    /// Stops it gracefully.
+    async fn stop(&mut self) -> Result<()>;
+    /// SIGKILL, as a crash would.
+    async fn kill(&mut self) -> Result<()>;
+    fn is_running(&mut self) -> bool;
+}
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> Result<u16> {

@@ -3,13 +3,14 @@
 
 use std::{path::Path, time::Duration};
 
+use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::{
     error::{Error, Result},
     infra::{
-        find_program, free_port,
+        Restartable, find_program, free_port,
         process::{Launch, ManagedProcess},
     },
 };
@@ -70,9 +71,16 @@ impl NatsServer {
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
     }
+}
+
+#[async_trait]
+impl Restartable for NatsServer {
+    fn binary(&self) -> &'static str {
+        "nats-server"
+    }
 
     /// Starts the server again on the same port and store; returns once JetStream answers.
-    pub async fn start(&mut self) -> Result<()> {
+    async fn start(&mut self) -> Result<()> {
         self.process.spawn()?;
         let url = self.url();
         self.process
@@ -80,15 +88,15 @@ impl NatsServer {
             .await
     }
 
-    pub async fn stop(&mut self) -> Result<()> {
+    async fn stop(&mut self) -> Result<()> {
         self.process.stop().await
     }
 
-    pub async fn kill(&mut self) -> Result<()> {
+    async fn kill(&mut self) -> Result<()> {
         self.process.kill().await
     }
 
-    pub fn is_running(&mut self) -> bool {
+    fn is_running(&mut self) -> bool {
         self.process.is_running()
     }
 }

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use async_trait::async_trait;
 use nix::{sys::signal::Signal, unistd::User};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
@@ -17,7 +18,7 @@ use tokio_postgres::NoTls;
 use crate::{
     error::{Error, Result},
     infra::{
-        free_port,
+        Restartable, free_port,
         process::{Launch, ManagedProcess},
     },
 };
@@ -155,29 +156,6 @@ impl PostgresServer {
         Ok(self.url(name))
     }
 
-    /// Starts the server again on the same port and data; returns once it accepts connections.
-    pub async fn start(&mut self) -> Result<()> {
-        self.process.spawn()?;
-        let url = self.url("postgres");
-        self.process
-            .wait_ready(READY_TIMEOUT, || async { connect(&url).await.is_ok() })
-            .await
-    }
-
-    /// A fast shutdown: clients are disconnected, and the data is kept.
-    pub async fn stop(&mut self) -> Result<()> {
-        self.process.stop().await
-    }
-
-    /// SIGKILL to the server and all its backends; it recovers on the next start.
-    pub async fn kill(&mut self) -> Result<()> {
-        self.process.kill().await
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.is_running()
-    }
-
     async fn connect(&self) -> Result<tokio_postgres::Client> {
         connect(&self.url("postgres")).await
     }
@@ -227,4 +205,34 @@ fn server_user() -> Result<Option<(u32, u32)>> {
             package: "postgresql",
         })?;
     Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
+}
+
+#[async_trait]
+impl Restartable for PostgresServer {
+    fn binary(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Starts the server again on the same port and data; returns once it accepts connections.
+    async fn start(&mut self) -> Result<()> {
+        self.process.spawn()?;
+        let url = self.url("postgres");
+        self.process
+            .wait_ready(READY_TIMEOUT, || async { connect(&url).await.is_ok() })
+            .await
+    }
+
+    /// A fast shutdown: clients are disconnected, and the data is kept.
+    async fn stop(&mut self) -> Result<()> {
+        self.process.stop().await
+    }
+
+    /// SIGKILL to the server and all its backends; it recovers on the next start.
+    async fn kill(&mut self) -> Result<()> {
+        self.process.kill().await
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
 }
