@@ -29,18 +29,29 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 
 /// A shared local server (PostgreSQL, NATS) that faults stop, kill and
-/// start again on the same port and data.
+/// start again on the same port and data. Only starting differs between
+/// them: each has its own way to tell that it serves again.
 #[async_trait]
 pub trait Restartable: Send {
     /// The server's binary, for error messages.
     fn binary(&self) -> &'static str;
+    fn process(&mut self) -> &mut process::ManagedProcess;
     /// Starts it again; returns once it serves.
     async fn start(&mut self) -> Result<()>;
-    /// Stops it gracefully.
-    async fn stop(&mut self) -> Result<()>;
-    /// SIGKILL, as a crash would.
-    async fn kill(&mut self) -> Result<()>;
-    fn is_running(&mut self) -> bool;
+
+    /// Stops it gracefully; the data is kept.
+    async fn stop(&mut self) -> Result<()> {
+        self.process().stop().await
+    }
+
+    /// SIGKILL, as a crash would; it recovers on the next start.
+    async fn kill(&mut self) -> Result<()> {
+        self.process().kill().await
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.process().is_running()
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -79,6 +79,10 @@ impl Restartable for NatsServer {
         "nats-server"
     }
 
+    fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
     /// Starts the server again on the same port and store; returns once JetStream answers.
     async fn start(&mut self) -> Result<()> {
         self.process.spawn()?;
@@ -86,18 +90,6 @@ impl Restartable for NatsServer {
         self.process
             .wait_ready(READY_TIMEOUT, || jetstream_answers(url.clone()))
             .await
-    }
-
-    async fn stop(&mut self) -> Result<()> {
-        self.process.stop().await
-    }
-
-    async fn kill(&mut self) -> Result<()> {
-        self.process.kill().await
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.process.is_running()
     }
 }
 

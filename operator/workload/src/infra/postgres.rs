@@ -213,6 +213,10 @@ impl Restartable for PostgresServer {
         "postgres"
     }
 
+    fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
     /// Starts the server again on the same port and data; returns once it accepts connections.
     async fn start(&mut self) -> Result<()> {
         self.process.spawn()?;
@@ -220,19 +224,5 @@ impl Restartable for PostgresServer {
         self.process
             .wait_ready(READY_TIMEOUT, || async { connect(&url).await.is_ok() })
             .await
-    }
-
-    /// A fast shutdown: clients are disconnected, and the data is kept.
-    async fn stop(&mut self) -> Result<()> {
-        self.process.stop().await
-    }
-
-    /// SIGKILL to the server and all its backends; it recovers on the next start.
-    async fn kill(&mut self) -> Result<()> {
-        self.process.kill().await
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.process.is_running()
     }
 }
