@@ -177,7 +177,21 @@ pub async fn apply_runner(
     runner: RunnerObjects,
 ) -> Result<Vec<Job>> {
     let cache = known.cache;
-    let (service_accounts, roles, role_bindings, jobs) = futures::try_join!(
+    // A runner Job runs as it was created: its pod template cannot change,
+    // and an operator setting changed mid-experiment (the chaos backend, the
+    // runner's labels) must not make every later apply of it fail. So a Job
+    // already in the cache is kept as it is; the setting applies to the
+    // next generation's Job.
+    let mut jobs = Vec::new();
+    let mut to_create = Vec::new();
+    for job in runner.jobs {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        match cache::get(&cache.jobs, owner.namespace, name) {
+            Some(started) => jobs.push(Job::clone(&started)),
+            None => to_create.push(job),
+        }
+    }
+    let (service_accounts, roles, role_bindings, created) = futures::try_join!(
         apply_kind(
             known,
             &cache.service_accounts,
@@ -186,8 +200,9 @@ pub async fn apply_runner(
         ),
         apply_kind(known, &cache.roles, owner, runner.roles),
         apply_kind(known, &cache.role_bindings, owner, runner.role_bindings),
-        apply_kind(known, &cache.jobs, owner, runner.jobs),
+        apply_kind(known, &cache.jobs, owner, to_create),
     )?;
+    jobs.extend(created);
     futures::try_join!(
         prune(known, owner, &cache.service_accounts, &service_accounts),
         prune(known, owner, &cache.roles, &roles),

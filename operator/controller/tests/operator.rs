@@ -317,7 +317,7 @@ async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_c
 -> anyhow::Result<()> {
     with_temp_namespace(|client, ns| async move {
         install_crds(&client).await?;
-        let _operator = Operator::start_admin(&ns).await?;
+        let operator = Operator::start_admin(&ns).await?;
         let name = apply_manifest(&client, &ns, &support::example("direct-api-call.yaml")?).await?;
         wait_ready(&client, &ns, &name, READY_TIMEOUT).await?;
         let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
@@ -325,6 +325,7 @@ async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_c
             .get(&format!("{name}-experiment-1"))
             .await
             .context("the runner Job of generation 1")?;
+        let job_uid = job.metadata.uid.clone();
         let pod = job
             .spec
             .and_then(|s| s.template.spec)
@@ -352,6 +353,35 @@ async fn a_ready_pattern_gets_a_runner_job_and_a_runner_without_a_report_fails_c
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True"),
             "the components stay Ready"
+        );
+
+        // An operator setting that changes the runner's pod template (which
+        // Kubernetes does not let change) leaves the started Job alone, and
+        // reconciles still succeed.
+        drop(operator);
+        let operator =
+            Operator::start_admin_with_env(&ns, &[("COMMLAB_RUNNER_POD_LABELS", "team=other")])
+                .await?;
+        poll_until(
+            READY_TIMEOUT,
+            "reconciles by the restarted operator",
+            || async { Ok((operator.reconciles().await? > 0).then_some(())) },
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ensure!(
+            operator.failures().await? == 0,
+            "reconciles failed after the runner's pod template changed"
+        );
+        let kept = jobs.get(&format!("{name}-experiment-1")).await?;
+        ensure!(
+            kept.metadata.uid == job_uid
+                && !kept
+                    .spec
+                    .and_then(|s| s.template.metadata)
+                    .and_then(|m| m.labels)
+                    .is_some_and(|l| l.contains_key("team")),
+            "the started Job is kept as it was created"
         );
         Ok(())
     })

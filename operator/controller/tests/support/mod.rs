@@ -269,6 +269,19 @@ impl Operator {
         self.metric("commlab_operator_reconciles_total ").await
     }
 
+    /// Reconciles that failed, in every category.
+    pub async fn failures(&self) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("commlab_operator_reconcile_failures_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
     /// Watches of children that failed, e.g. `forbidden` without RBAC for a kind.
     pub async fn watch_failures(&self, category: &str) -> anyhow::Result<u64> {
         self.metric(&format!(
