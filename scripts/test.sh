@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the Debian packages,
 # builds (once, cached in ~/.cache/commlab) and starts the local Kubernetes
-# control plane, runs the lints, the generated-file checks and every test,
-# then stops the control plane.
+# control plane, runs the lints, the generated-file checks, every test and
+# the end-to-end run of e2e/run.sh local, then stops the control plane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ scripts/install-deps.sh
 
 step "lint: rustfmt, shellcheck"
 cargo fmt --all --check
-shellcheck scripts/*.sh e2e/cluster/*.sh bench/*.sh .ci/run
+shellcheck scripts/*.sh e2e/*.sh e2e/cluster/*.sh bench/*.sh .ci/run
 
 step "build the local control plane (cached)"
 e2e/cluster/build.sh
@@ -43,5 +43,12 @@ COMMLAB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/commlab"
 export COMMLAB_BIN
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 summary="$(grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')"
+
+step "e2e: e2e/run.sh local (examples/compare-all.yaml)"
+# The chart installed on the control plane above, the operator running with
+# the chart's RBAC, the six patterns compared one after another with their
+# runner Jobs played by local processes, until the comparison is Completed.
+e2e/run.sh local
+
 step "done"
 echo "$summary"
