@@ -191,7 +191,10 @@ pub async fn apply_runner(
             None => to_create.push(job),
         }
     }
-    let (service_accounts, roles, role_bindings, created) = futures::try_join!(
+    // In order: Kubernetes lets the operator bind the runner's Role only
+    // once that Role exists (it checks that the operator holds every right
+    // it grants), and the runner's pod must not start before its rights do.
+    let (service_accounts, roles) = futures::try_join!(
         apply_kind(
             known,
             &cache.service_accounts,
@@ -199,9 +202,10 @@ pub async fn apply_runner(
             runner.service_accounts
         ),
         apply_kind(known, &cache.roles, owner, runner.roles),
-        apply_kind(known, &cache.role_bindings, owner, runner.role_bindings),
-        apply_kind(known, &cache.jobs, owner, to_create),
     )?;
+    let role_bindings =
+        apply_kind(known, &cache.role_bindings, owner, runner.role_bindings).await?;
+    let created = apply_kind(known, &cache.jobs, owner, to_create).await?;
     jobs.extend(created);
     futures::try_join!(
         prune(known, owner, &cache.service_accounts, &service_accounts),

@@ -258,13 +258,32 @@ async fn a_settled_object_costs_no_writes_even_across_an_operator_restart() -> a
 }
 
 #[tokio::test]
-async fn the_charts_rbac_is_enough_to_reach_ready() -> anyhow::Result<()> {
+async fn the_charts_rbac_is_enough_to_reach_ready_and_start_the_runner() -> anyhow::Result<()> {
     with_temp_namespace(|client, ns| async move {
         install_crds(&client).await?;
         let token = support::install_chart_rbac(&client, &ns, None).await?;
-        let _operator = Operator::start_with_token(&ns, &token).await?;
+        let operator = Operator::start_with_token(&ns, &token).await?;
         let name = apply_manifest(&client, &ns, &support::example("direct-api-call.yaml")?).await?;
         wait_ready(&client, &ns, &name, READY_TIMEOUT).await?;
+        // The runner's Role, RoleBinding and Job: without `bind`, the
+        // operator may bind the Role only once it exists, so a reconcile
+        // that sent them all at once failed, and its Job could start first.
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+        let job = format!("{name}-experiment-1");
+        poll_until(READY_TIMEOUT, "the runner Job", || async {
+            Ok(jobs.get_opt(&job).await?)
+        })
+        .await?;
+        let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+            Api::namespaced(client.clone(), &ns);
+        ensure!(
+            bindings.get_opt(&format!("{name}-runner")).await?.is_some(),
+            "the runner's RoleBinding exists once its Job does"
+        );
+        ensure!(
+            operator.failures().await? == 0,
+            "no reconcile failed on the way"
+        );
         Ok(())
     })
     .await
