@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what commlab's local runs and tests need from Debian's packages:
 # PostgreSQL and NATS (the services' database and broker), openssl (the local
-# control plane's certificates) and shellcheck (CI lints the scripts).
+# control plane's certificates), python3 (the control plane's scripts read
+# JSON and YAML with it) and shellcheck (CI lints the scripts).
 # Safe to run again: apt-get skips what is already installed.
 set -euo pipefail
 
-packages=(postgresql nats-server openssl curl shellcheck)
+packages=(postgresql nats-server openssl curl python3 shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
