@@ -87,6 +87,17 @@ pub enum Axis {
     Consistency,
 }
 
+impl Axis {
+    /// Every axis, in the order the rankings list them.
+    pub const ALL: [Axis; 5] = [
+        Axis::Performance,
+        Axis::Scalability,
+        Axis::Isolation,
+        Axis::Complexity,
+        Axis::Consistency,
+    ];
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatternComparisonStatus {
@@ -105,7 +116,8 @@ pub struct PatternComparisonStatus {
     /// Per axis, the patterns from best to worst.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rankings: Vec<AxisRanking>,
-    /// The best pattern on `spec.rankBy`.
+    /// The best pattern on `spec.rankBy`; a tie there goes to the higher
+    /// mean score over every measured axis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<Pattern>,
     /// The article's cross-pattern claims with verdicts.

@@ -113,19 +113,13 @@ pub fn next_step(patterns: &[Pattern], generation: i64, children: &[ChildState])
 
 /// Rankings on every axis, best first, from the children's reports.
 pub fn rankings(reports: &[PatternReport]) -> Vec<AxisRanking> {
-    [
-        Axis::Performance,
-        Axis::Scalability,
-        Axis::Isolation,
-        Axis::Complexity,
-        Axis::Consistency,
-    ]
-    .into_iter()
-    .map(|axis| AxisRanking {
-        axis,
-        order: rank_by(reports, axis).into_iter().map(|(p, _)| p).collect(),
-    })
-    .collect()
+    Axis::ALL
+        .into_iter()
+        .map(|axis| AxisRanking {
+            axis,
+            order: rank_by(reports, axis).into_iter().map(|(p, _)| p).collect(),
+        })
+        .collect()
 }
 
 pub async fn reconcile(

@@ -19,7 +19,7 @@ use commlab_e2e::{
     player::{Outcome, PlayerConfig, RunnerPlayer},
     poll_until, with_temp_namespace,
 };
-use commlab_workload::report::{PatternReport, Report, claim_ids, score_on};
+use commlab_workload::report::{PatternReport, Report, claim_ids, mean_score, score_on};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     core::v1::{ConfigMap, Service},
@@ -606,6 +606,23 @@ fn check_rankings(
             ranking.axis,
             ranking.order
         );
+        // Equal scores: the higher mean over every axis first.
+        let mean = |pattern: Pattern| {
+            reports
+                .iter()
+                .find(|r| r.pattern == pattern)
+                .and_then(|r| mean_score(&r.scores))
+        };
+        for pair in ranking.order.windows(2) {
+            ensure!(
+                score(pair[0]) != score(pair[1]) || mean(pair[0]) >= mean(pair[1]),
+                "{:?}: {} and {} tie, and {} has the higher mean score",
+                ranking.axis,
+                pair[0],
+                pair[1],
+                pair[1]
+            );
+        }
     }
     // No capacity probe ran, so no pattern has a scalability score; every
     // pattern has a baseline, so every one has a performance score.

@@ -33,8 +33,8 @@ pub use html::render_html;
 pub use scores::{
     COMPLEXITY_POINTS_PER_UNIT, CONSISTENCY_REFERENCE_STALENESS_MS, PERFORMANCE_REFERENCE_P50_MS,
     PERFORMANCE_REFERENCE_P99_MS, SCALABILITY_REFERENCE_RPS_PER_REPLICA, complexity_score,
-    consistency_score, isolation_score, performance_score, rank_by, scalability_score, score_on,
-    scores,
+    consistency_score, isolation_score, mean_score, performance_score, rank_by, scalability_score,
+    score_on, scores,
 };
 pub use table::render_table;
 pub use topology::{Component, DeployedComponent, Link, LinkPath, Protocol, Topology};

@@ -158,21 +158,42 @@ pub fn score_on(scores: &Scores, axis: Axis) -> Option<f64> {
     }
 }
 
-/// The patterns measured on `axis`, best first; ties keep report order.
+/// The mean of a pattern's scores over the axes it was measured on.
+pub fn mean_score(scores: &Scores) -> Option<f64> {
+    let measured: Vec<f64> = Axis::ALL
+        .into_iter()
+        .filter_map(|axis| score_on(scores, axis))
+        .collect();
+    (!measured.is_empty()).then(|| measured.iter().sum::<f64>() / measured.len() as f64)
+}
+
+/// The patterns measured on `axis`, best first. Patterns tie on an axis when
+/// the plan did not separate them (every isolation score is 100 when no
+/// fault reached a dependency); such a tie goes to the higher mean score over
+/// every measured axis, and only then to report order, so the `best` pattern
+/// is never just the one listed first.
 pub fn rank_by(patterns: &[PatternReport], axis: Axis) -> Vec<(Pattern, f64)> {
     let mut ranked: Vec<_> = patterns
         .iter()
-        .filter_map(|p| score_on(&p.scores, axis).map(|score| (p.pattern, score)))
+        .filter_map(|p| {
+            score_on(&p.scores, axis).map(|score| (p.pattern, score, mean_score(&p.scores)))
+        })
         .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| b.2.unwrap_or(0.0).total_cmp(&a.2.unwrap_or(0.0)))
+    });
     ranked
+        .into_iter()
+        .map(|(pattern, score, _)| (pattern, score))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use commlab_api::{Components, Replicas};
 
-    use super::super::fixtures::{baseline, catalog_down, comparison, fault};
+    use super::super::fixtures::{baseline, catalog_down, comparison, fault, run};
     use super::*;
 
     #[test]
@@ -325,6 +346,39 @@ mod tests {
             &report.workload,
         );
         assert_eq!(rebuilt, direct.scores);
+    }
+
+    #[test]
+    fn a_tie_on_the_ranked_axis_goes_to_the_higher_mean_score_then_to_report_order() {
+        let workload = Workload::default();
+        // orders stayed fully available while catalog was down: the same
+        // isolation score for a slow and a fast pattern.
+        let measured = |pattern, p50| {
+            PatternReport::new(pattern, run(p50, vec![catalog_down(1.0)]), &workload)
+        };
+        let slow = measured(Pattern::SharedData, 20.0);
+        let fast = measured(Pattern::DirectApiCall, 1.0);
+        assert_eq!(slow.scores.isolation, fast.scores.isolation);
+        assert!(mean_score(&fast.scores) > mean_score(&slow.scores));
+
+        let order = |reports: &[PatternReport]| {
+            rank_by(reports, Axis::Isolation)
+                .into_iter()
+                .map(|(pattern, _)| pattern)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(&[slow, fast.clone()]),
+            [Pattern::DirectApiCall, Pattern::SharedData],
+            "the pattern listed first won a tie it should lose"
+        );
+        // Equal on every axis: report order.
+        let mut twin = fast.clone();
+        twin.pattern = Pattern::AsyncPolling;
+        assert_eq!(
+            order(&[twin, fast]),
+            [Pattern::AsyncPolling, Pattern::DirectApiCall]
+        );
     }
 
     #[test]
