@@ -182,6 +182,35 @@ struct Judged {
     staleness_us: Option<u64>,
 }
 
+/// The counts and latencies that a phase and a fault window both report.
+struct Tally {
+    scheduled: u64,
+    ok: u64,
+    priced: u64,
+    response_ms: LatencyMs,
+    completion_ms: LatencyMs,
+}
+
+impl Tally {
+    fn of(checkouts: &[Judged]) -> Self {
+        let count = |keep: fn(&Judged) -> bool| checkouts.iter().filter(|c| keep(c)).count() as u64;
+        let latency = |figure: fn(&Judged) -> Option<u64>| {
+            checkouts
+                .iter()
+                .filter_map(figure)
+                .collect::<Micros>()
+                .latency()
+        };
+        Tally {
+            scheduled: checkouts.len() as u64,
+            ok: count(|c| c.ok),
+            priced: count(|c| c.completion_us.is_some()),
+            response_ms: latency(|c| c.response_us),
+            completion_ms: latency(|c| c.completion_us),
+        }
+    }
+}
+
 /// A judged run, ready to be cut into phases and windows.
 #[derive(Clone, Debug)]
 pub struct Recording {
@@ -328,32 +357,19 @@ impl Recording {
     pub fn phase(&self, window: Range<Duration>) -> PhaseMeasurement {
         let span = self.span_s(&window);
         let checkouts = self.slice(window);
-        let scheduled = checkouts.len() as u64;
-        let ok = checkouts.iter().filter(|c| c.ok).count() as u64;
-        let priced = checkouts
-            .iter()
-            .filter(|c| c.completion_us.is_some())
-            .count() as u64;
+        let tally = Tally::of(checkouts);
         let stale: Micros = checkouts.iter().filter_map(|c| c.staleness_us).collect();
         let per_second = |count: u64| if span > 0.0 { count as f64 / span } else { 0.0 };
         PhaseMeasurement {
-            offered_rps: per_second(scheduled),
-            achieved_rps: per_second(ok),
-            success_ratio: ratio(ok, scheduled),
+            offered_rps: per_second(tally.scheduled),
+            achieved_rps: per_second(tally.ok),
+            success_ratio: ratio(tally.ok, tally.scheduled),
             behind_schedule_ms: latency::to_ms(
                 checkouts.iter().filter_map(|c| c.lag_us).max().unwrap_or(0),
             ),
-            response_ms: checkouts
-                .iter()
-                .filter_map(|c| c.response_us)
-                .collect::<Micros>()
-                .latency(),
-            completion_ms: checkouts
-                .iter()
-                .filter_map(|c| c.completion_us)
-                .collect::<Micros>()
-                .latency(),
-            stale_ratio: ratio(stale.len(), priced),
+            response_ms: tally.response_ms,
+            completion_ms: tally.completion_ms,
+            stale_ratio: ratio(stale.len(), tally.priced),
             staleness_ms: stale.staleness(),
         }
     }
@@ -390,12 +406,7 @@ impl Recording {
     ) -> FaultMeasurement {
         let end = window.end;
         let checkouts = self.slice(window);
-        let scheduled = checkouts.len() as u64;
-        let ok = checkouts.iter().filter(|c| c.ok).count() as u64;
-        let priced = checkouts
-            .iter()
-            .filter(|c| c.completion_us.is_some())
-            .count() as u64;
+        let tally = Tally::of(checkouts);
         let stale = checkouts
             .iter()
             .filter(|c| c.staleness_us.is_some())
@@ -404,20 +415,12 @@ impl Recording {
             name: name.to_owned(),
             fault,
             target,
-            availability: ratio(ok, scheduled),
-            completed_ratio: ratio(priced, ok),
-            response_ms: checkouts
-                .iter()
-                .filter_map(|c| c.response_us)
-                .collect::<Micros>()
-                .latency(),
-            completion_ms: checkouts
-                .iter()
-                .filter_map(|c| c.completion_us)
-                .collect::<Micros>()
-                .latency(),
+            availability: ratio(tally.ok, tally.scheduled),
+            completed_ratio: ratio(tally.priced, tally.ok),
+            response_ms: tally.response_ms,
+            completion_ms: tally.completion_ms,
             recovery_s: self.recovery_s(end, baseline_p99_ms),
-            stale_ratio: ratio(stale, priced),
+            stale_ratio: ratio(stale, tally.priced),
         }
     }
 

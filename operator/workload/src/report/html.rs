@@ -411,11 +411,7 @@ pub fn render_html(report: &Report) -> Result<String, ReportError> {
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
     out.push_str("<h1>commlab report</h1>\n");
     let m = &report.machine;
-    let host = m
-        .hostname
-        .as_deref()
-        .map(|h| format!(" ({h})"))
-        .unwrap_or_default();
+    let host = m.hostname_suffix();
     let _ = writeln!(
         out,
         "<p class=\"meta\">{} &middot; started {} &middot; {} cores, {} MiB, {}{}</p>",

@@ -118,6 +118,14 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// ` (hostname)` for a report's header line, or nothing when unknown.
+    fn hostname_suffix(&self) -> String {
+        self.hostname
+            .as_deref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default()
+    }
+
     /// This machine, as far as the standard library and `/proc` tell.
     pub fn detect() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);

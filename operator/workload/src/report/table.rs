@@ -233,11 +233,7 @@ pub(crate) fn all_claims(report: &Report) -> Vec<(Option<Pattern>, &Claim)> {
 
 fn write_header(out: &mut String, report: &Report) {
     let m = &report.machine;
-    let host = m
-        .hostname
-        .as_deref()
-        .map(|h| format!(" ({h})"))
-        .unwrap_or_default();
+    let host = m.hostname_suffix();
     let _ = writeln!(
         out,
         "commlab report {} | started {} | {} cores, {} MiB, {}{host}",
