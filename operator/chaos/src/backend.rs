@@ -1,5 +1,7 @@
 //! The fault backend trait the experiment engine drives.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use commlab_api::{Fault, FaultKind, Target};
 
@@ -92,6 +94,17 @@ pub struct ActiveFault {
     pub handle: FaultHandle,
 }
 
+impl ActiveFault {
+    pub(crate) fn new(fault: &Fault, handle: FaultHandle) -> Self {
+        Self {
+            name: fault.name.clone(),
+            kind: fault.fault,
+            target: fault.target,
+            handle,
+        }
+    }
+}
+
 /// How a backend finds an injected fault again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultHandle {
@@ -107,4 +120,23 @@ pub enum FaultHandle {
     },
     /// An experiment created through the Chaos Mesh dashboard's HTTP API.
     DashboardExperiment { uid: String },
+}
+
+/// The latency and jitter of a `Delay` fault, the same for every backend: a
+/// plan without a jitter means none, one without a latency is
+/// [`ChaosError::InvalidFault`].
+pub(crate) fn latency_and_jitter(fault: &Fault) -> Result<(Duration, Duration), ChaosError> {
+    let latency = fault
+        .latency
+        .as_ref()
+        .ok_or_else(|| ChaosError::InvalidFault {
+            name: fault.name.clone(),
+            reason: "a Delay fault needs a latency".into(),
+        })?;
+    let jitter = fault
+        .jitter
+        .as_ref()
+        .map(|jitter| jitter.as_std())
+        .unwrap_or_default();
+    Ok((latency.as_std(), jitter))
 }

@@ -80,7 +80,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ApiResource;
 use serde_json::{Value, json};
 
-use crate::ChaosError;
+use crate::{ChaosError, backend::latency_and_jitter};
 
 /// Chaos Mesh's API group.
 pub const GROUP: &str = "chaos-mesh.org";
@@ -251,25 +251,14 @@ pub fn chaos_object(scope: &ChaosScope, fault: &Fault) -> Result<ChaosObject, Ch
             "duration": duration,
         }),
         FaultKind::Delay => {
-            let latency = fault
-                .latency
-                .as_ref()
-                .ok_or_else(|| ChaosError::InvalidFault {
-                    name: fault.name.clone(),
-                    reason: "a Delay fault needs a latency".into(),
-                })?;
-            let jitter = fault
-                .jitter
-                .as_ref()
-                .map(|jitter| jitter.as_std())
-                .unwrap_or_default();
+            let (latency, jitter) = latency_and_jitter(fault)?;
             json!({
                 "action": "delay",
                 "mode": "all",
                 "selector": selector,
                 "duration": duration,
                 "delay": {
-                    "latency": go_duration(latency.as_std()),
+                    "latency": go_duration(latency),
                     "jitter": go_duration(jitter),
                 },
                 "direction": "to",
@@ -404,6 +393,38 @@ mod tests {
         chaos_object(scope, fault).expect("a valid fault builds")
     }
 
+    /// The whole object for fault `fault` of shop in team-a, without an
+    /// owner reference. Written out rather than built by the code under
+    /// test, so that a change to what is built shows here.
+    fn expected_body(kind: &str, fault: &str, spec: Value) -> Value {
+        json!({
+            "apiVersion": "chaos-mesh.org/v1alpha1",
+            "kind": kind,
+            "metadata": {
+                "name": format!("shop-{fault}"),
+                "namespace": "team-a",
+                "labels": {
+                    "app.kubernetes.io/instance": "shop",
+                    "app.kubernetes.io/managed-by": "commlab-operator",
+                    "commlab.dev/fault": fault,
+                },
+            },
+            "spec": spec,
+        })
+    }
+
+    /// Selects the pods of shop's `component` in team-a.
+    fn expected_selector(component: &str) -> Value {
+        json!({
+            "namespaces": ["team-a"],
+            "labelSelectors": {
+                "app.kubernetes.io/name": "commlab",
+                "app.kubernetes.io/instance": "shop",
+                "app.kubernetes.io/component": component,
+            },
+        })
+    }
+
     #[test]
     fn outage_is_a_pod_failure_of_the_target_pods_for_the_fault_duration() {
         let object = build(
@@ -413,43 +434,25 @@ mod tests {
         assert_eq!(object.kind, ChaosKind::PodChaos);
         assert_eq!(object.name, "shop-catalog-down");
         assert_eq!(object.namespace, "team-a");
-        assert_eq!(
-            object.body,
+        let mut expected = expected_body(
+            "PodChaos",
+            "catalog-down",
             json!({
-                "apiVersion": "chaos-mesh.org/v1alpha1",
-                "kind": "PodChaos",
-                "metadata": {
-                    "name": "shop-catalog-down",
-                    "namespace": "team-a",
-                    "labels": {
-                        "app.kubernetes.io/instance": "shop",
-                        "app.kubernetes.io/managed-by": "commlab-operator",
-                        "commlab.dev/fault": "catalog-down",
-                    },
-                    "ownerReferences": [{
-                        "apiVersion": "commlab.dev/v1alpha1",
-                        "kind": "CommunicationPattern",
-                        "name": "shop",
-                        "uid": "0b5c8c5e-6f9e-4d43-9a8e-2f3f1e1d2c3b",
-                        "controller": true,
-                        "blockOwnerDeletion": true,
-                    }],
-                },
-                "spec": {
-                    "action": "pod-failure",
-                    "mode": "all",
-                    "selector": {
-                        "namespaces": ["team-a"],
-                        "labelSelectors": {
-                            "app.kubernetes.io/name": "commlab",
-                            "app.kubernetes.io/instance": "shop",
-                            "app.kubernetes.io/component": "catalog",
-                        },
-                    },
-                    "duration": "15s",
-                },
-            })
+                "action": "pod-failure",
+                "mode": "all",
+                "selector": expected_selector("catalog"),
+                "duration": "15s",
+            }),
         );
+        expected["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "commlab.dev/v1alpha1",
+            "kind": "CommunicationPattern",
+            "name": "shop",
+            "uid": "0b5c8c5e-6f9e-4d43-9a8e-2f3f1e1d2c3b",
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]);
+        assert_eq!(object.body, expected);
     }
 
     #[test]
@@ -460,32 +463,16 @@ mod tests {
         assert_eq!(object.kind, ChaosKind::PodChaos);
         assert_eq!(
             object.body,
-            json!({
-                "apiVersion": "chaos-mesh.org/v1alpha1",
-                "kind": "PodChaos",
-                "metadata": {
-                    "name": "shop-orders-killed",
-                    "namespace": "team-a",
-                    "labels": {
-                        "app.kubernetes.io/instance": "shop",
-                        "app.kubernetes.io/managed-by": "commlab-operator",
-                        "commlab.dev/fault": "orders-killed",
-                    },
-                },
-                "spec": {
+            expected_body(
+                "PodChaos",
+                "orders-killed",
+                json!({
                     "action": "pod-kill",
                     "mode": "all",
-                    "selector": {
-                        "namespaces": ["team-a"],
-                        "labelSelectors": {
-                            "app.kubernetes.io/name": "commlab",
-                            "app.kubernetes.io/instance": "shop",
-                            "app.kubernetes.io/component": "orders",
-                        },
-                    },
+                    "selector": expected_selector("orders"),
                     "duration": "1500ms",
-                },
-            })
+                }),
+            )
         );
     }
 
@@ -499,45 +486,19 @@ mod tests {
         assert_eq!(object.kind, ChaosKind::NetworkChaos);
         assert_eq!(
             object.body,
-            json!({
-                "apiVersion": "chaos-mesh.org/v1alpha1",
-                "kind": "NetworkChaos",
-                "metadata": {
-                    "name": "shop-slow-catalog",
-                    "namespace": "team-a",
-                    "labels": {
-                        "app.kubernetes.io/instance": "shop",
-                        "app.kubernetes.io/managed-by": "commlab-operator",
-                        "commlab.dev/fault": "slow-catalog",
-                    },
-                },
-                "spec": {
+            expected_body(
+                "NetworkChaos",
+                "slow-catalog",
+                json!({
                     "action": "delay",
                     "mode": "all",
-                    "selector": {
-                        "namespaces": ["team-a"],
-                        "labelSelectors": {
-                            "app.kubernetes.io/name": "commlab",
-                            "app.kubernetes.io/instance": "shop",
-                            "app.kubernetes.io/component": "catalog",
-                        },
-                    },
+                    "selector": expected_selector("catalog"),
                     "duration": "10s",
                     "delay": { "latency": "100ms", "jitter": "10ms" },
                     "direction": "to",
-                    "target": {
-                        "mode": "all",
-                        "selector": {
-                            "namespaces": ["team-a"],
-                            "labelSelectors": {
-                                "app.kubernetes.io/name": "commlab",
-                                "app.kubernetes.io/instance": "shop",
-                                "app.kubernetes.io/component": "orders",
-                            },
-                        },
-                    },
-                },
-            })
+                    "target": { "mode": "all", "selector": expected_selector("orders") },
+                }),
+            )
         );
     }
 
@@ -569,44 +530,18 @@ mod tests {
         assert_eq!(object.kind, ChaosKind::NetworkChaos);
         assert_eq!(
             object.body,
-            json!({
-                "apiVersion": "chaos-mesh.org/v1alpha1",
-                "kind": "NetworkChaos",
-                "metadata": {
-                    "name": "shop-broker-cut",
-                    "namespace": "team-a",
-                    "labels": {
-                        "app.kubernetes.io/instance": "shop",
-                        "app.kubernetes.io/managed-by": "commlab-operator",
-                        "commlab.dev/fault": "broker-cut",
-                    },
-                },
-                "spec": {
+            expected_body(
+                "NetworkChaos",
+                "broker-cut",
+                json!({
                     "action": "partition",
                     "mode": "all",
-                    "selector": {
-                        "namespaces": ["team-a"],
-                        "labelSelectors": {
-                            "app.kubernetes.io/name": "commlab",
-                            "app.kubernetes.io/instance": "shop",
-                            "app.kubernetes.io/component": "broker",
-                        },
-                    },
+                    "selector": expected_selector("broker"),
                     "duration": "15s",
                     "direction": "both",
-                    "target": {
-                        "mode": "all",
-                        "selector": {
-                            "namespaces": ["team-a"],
-                            "labelSelectors": {
-                                "app.kubernetes.io/name": "commlab",
-                                "app.kubernetes.io/instance": "shop",
-                                "app.kubernetes.io/component": "orders",
-                            },
-                        },
-                    },
-                },
-            })
+                    "target": { "mode": "all", "selector": expected_selector("orders") },
+                }),
+            )
         );
     }
 

@@ -189,6 +189,10 @@ mod tests {
         Cli::try_parse_from(std::iter::once("cli").chain(args.iter().copied())).map(|c| c.chaos)
     }
 
+    fn parse_dashboard(url: &str) -> Result<ClusterBackendArgs, clap::Error> {
+        parse(&["--chaos-backend", "dashboard", "--chaos-dashboard-url", url])
+    }
+
     #[test]
     fn chaos_mesh_is_the_default() {
         let args = parse(&[]).unwrap();
@@ -207,24 +211,12 @@ mod tests {
             missing.to_string().contains("--chaos-dashboard-url"),
             "{missing}"
         );
-        let https = parse(&[
-            "--chaos-backend",
-            "dashboard",
-            "--chaos-dashboard-url",
-            "https://dashboard.example",
-        ])
-        .unwrap_err();
+        let https = parse_dashboard("https://dashboard.example").unwrap_err();
         assert!(
             https.to_string().contains("https is not supported"),
             "{https}"
         );
-        let args = parse(&[
-            "--chaos-backend",
-            "dashboard",
-            "--chaos-dashboard-url",
-            "http://chaos-dashboard.chaos-mesh.svc:2333",
-        ])
-        .unwrap();
+        let args = parse_dashboard("http://chaos-dashboard.chaos-mesh.svc:2333").unwrap();
         assert!(args.is_dashboard());
         assert_eq!(
             args.dashboard_url.as_deref(),

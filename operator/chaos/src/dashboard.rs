@@ -515,12 +515,10 @@ impl FaultBackend for DashboardBackend {
         self.injected()
             .insert(created.uid.clone(), (object.kind, object.name.clone()));
         info!(chaos = %object.kind, name = %object.name, uid = %created.uid, "fault injected");
-        Ok(ActiveFault {
-            name: fault.name.clone(),
-            kind: fault.fault,
-            target: fault.target,
-            handle: FaultHandle::DashboardExperiment { uid: created.uid },
-        })
+        Ok(ActiveFault::new(
+            fault,
+            FaultHandle::DashboardExperiment { uid: created.uid },
+        ))
     }
 
     #[instrument(skip_all, fields(fault = %active.name))]

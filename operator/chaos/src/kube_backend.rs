@@ -255,16 +255,14 @@ impl FaultBackend for ChaosMeshBackend {
             uid = created.uid().unwrap_or_default(),
             "fault injected"
         );
-        Ok(ActiveFault {
-            name: fault.name.clone(),
-            kind: fault.fault,
-            target: fault.target,
-            handle: FaultHandle::ChaosMeshObject {
+        Ok(ActiveFault::new(
+            fault,
+            FaultHandle::ChaosMeshObject {
                 kind: object.kind.as_str().to_owned(),
                 namespace: object.namespace,
                 name: object.name,
             },
-        })
+        ))
     }
 
     #[instrument(skip_all, fields(fault = %active.name))]
@@ -385,6 +383,17 @@ mod tests {
         details(serde_json::json!({ "name": name, "kind": kind }))
     }
 
+    /// What creating shop's catalog-down PodChaos fails with when the API
+    /// server answers `status`.
+    fn create_error(status: Status) -> ChaosError {
+        api_error(
+            ChaosKind::PodChaos,
+            "create",
+            "PodChaos team-a/shop-catalog-down".into(),
+            kube::Error::Api(status.boxed()),
+        )
+    }
+
     /// The shapes below are what kube-apiserver v1.34 answered in the e2e
     /// cluster (`kubectl -v=9`): a missing object or namespace names it in
     /// `details`; an unknown group is a plain-text `404 page not found`
@@ -404,12 +413,7 @@ mod tests {
         let unknown_kind = status(404, "NotFound", details(serde_json::json!({})));
         assert!(resource_not_served(&unknown_kind));
 
-        let err = api_error(
-            ChaosKind::PodChaos,
-            "create",
-            "PodChaos team-a/shop-catalog-down".into(),
-            kube::Error::Api(unknown_group.boxed()),
-        );
+        let err = create_error(unknown_group);
         assert_eq!(err.category(), "chaos_mesh_not_installed");
         assert_eq!(
             err.to_string(),
@@ -418,12 +422,7 @@ mod tests {
         );
 
         let forbidden = status(403, "Forbidden", named("shop-catalog-down", "podchaos"));
-        let err = api_error(
-            ChaosKind::PodChaos,
-            "create",
-            "PodChaos team-a/shop-catalog-down".into(),
-            kube::Error::Api(forbidden.boxed()),
-        );
+        let err = create_error(forbidden);
         assert_eq!(err.category(), "kubernetes");
         assert!(
             err.to_string()

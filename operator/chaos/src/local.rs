@@ -11,7 +11,10 @@ use commlab_api::{Fault, FaultKind, Target};
 use tokio::sync::Mutex;
 use tracing::info;
 
-use crate::{ActiveFault, ChaosError, FaultBackend, FaultHandle, LocalProcess, ProxyHandle, Toxic};
+use crate::{
+    ActiveFault, ChaosError, FaultBackend, FaultHandle, LocalProcess, ProxyHandle, Toxic,
+    backend::latency_and_jitter,
+};
 
 /// Applies faults to components running as local processes, for
 /// `commlab compare`:
@@ -231,12 +234,7 @@ impl FaultBackend for LocalBackend {
         }
         state.next_id += 1;
         info!(fault = %fault.name, %kind, %target, "fault injected");
-        Ok(ActiveFault {
-            name: fault.name.clone(),
-            kind,
-            target,
-            handle: FaultHandle::Local(id),
-        })
+        Ok(ActiveFault::new(fault, FaultHandle::Local(id)))
     }
 
     async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError> {
@@ -302,22 +300,8 @@ fn toxic(fault: &Fault) -> Result<Toxic, ChaosError> {
     match fault.fault {
         FaultKind::Partition => Ok(Toxic::Partition),
         _ => {
-            let latency = fault
-                .latency
-                .as_ref()
-                .ok_or_else(|| ChaosError::InvalidFault {
-                    name: fault.name.clone(),
-                    reason: "a Delay fault needs a latency".into(),
-                })?;
-            let jitter = fault
-                .jitter
-                .as_ref()
-                .map(|j| j.as_std())
-                .unwrap_or_default();
-            Ok(Toxic::Delay {
-                latency: latency.as_std(),
-                jitter,
-            })
+            let (latency, jitter) = latency_and_jitter(fault)?;
+            Ok(Toxic::Delay { latency, jitter })
         }
     }
 }

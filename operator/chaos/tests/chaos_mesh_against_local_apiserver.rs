@@ -10,6 +10,8 @@
 //!
 //! Needs a running cluster: `export COMMLAB_KUBECONFIG=$(e2e/cluster/up.sh)`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use commlab_chaos::{
     chaos_mesh::{ChaosKind, chaos_object},
 };
 use commlab_e2e::{has_condition, poll_until, wait_for, with_temp_namespace};
+use common::{catalog_down, fault};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -36,6 +39,8 @@ const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 const DELETION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kubernetes' garbage collector may take a while to notice an owner is gone.
 const GC_TIMEOUT: Duration = Duration::from_secs(90);
+/// A namespace that does not exist: requests there fail and create nothing.
+const NO_SUCH_NAMESPACE: &str = "commlab-e2e-no-such-namespace";
 
 fn fixture_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/fixtures/chaos-mesh-crds.yaml")
@@ -111,23 +116,10 @@ async fn owner(client: &Client, namespace: &str, name: &str) -> anyhow::Result<O
     })
 }
 
-fn fault(name: &str, kind: FaultKind, target: Target, duration: &str) -> Fault {
-    let is_delay = kind == FaultKind::Delay;
-    Fault {
-        name: name.into(),
-        fault: kind,
-        target,
-        at: SpecDuration::from_secs(5),
-        duration: duration.parse().expect("a valid duration"),
-        latency: is_delay.then(|| "100ms".parse().expect("a valid duration")),
-        jitter: is_delay.then(|| "10ms".parse().expect("a valid duration")),
-    }
-}
-
 /// One fault of each kind, on different targets.
 fn every_kind_of_fault() -> Vec<Fault> {
     vec![
-        fault("catalog-down", FaultKind::Outage, Target::Catalog, "15s"),
+        catalog_down("15s"),
         fault("orders-killed", FaultKind::Kill, Target::Orders, "5s"),
         fault("slow-catalog", FaultKind::Delay, Target::Catalog, "10s"),
         fault(
@@ -143,15 +135,14 @@ fn chaos_api(client: &Client, namespace: &str, kind: ChaosKind) -> Api<DynamicOb
     Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
-/// The names of the chaos objects of one kind with the given labels.
+/// The names of the chaos objects of one kind that belong to `scope`.
 async fn names(
     client: &Client,
-    namespace: &str,
+    scope: &ChaosScope,
     kind: ChaosKind,
-    selector: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<_> = chaos_api(client, namespace, kind)
-        .list(&ListParams::default().labels(selector))
+    let mut names: Vec<_> = chaos_api(client, &scope.namespace, kind)
+        .list(&ListParams::default().labels(&scope.label_selector()))
         .await?
         .items
         .iter()
@@ -159,6 +150,15 @@ async fn names(
         .collect();
     names.sort();
     Ok(names)
+}
+
+async fn backend_in_a_missing_namespace() -> anyhow::Result<ChaosMeshBackend> {
+    let client = commlab_e2e::client().await?;
+    install_chaos_mesh_crds(&client).await?;
+    Ok(ChaosMeshBackend::new(
+        client,
+        ChaosScope::new(NO_SUCH_NAMESPACE, "shop"),
+    ))
 }
 
 /// The object a handle points to, as stored.
@@ -256,23 +256,11 @@ async fn every_fault_kind_creates_its_chaos_object_as_built() -> anyhow::Result<
             assert_eq!(metadata["ownerReferences"][0]["kind"], "ConfigMap");
         }
         assert_eq!(
-            names(
-                &client,
-                &namespace,
-                ChaosKind::PodChaos,
-                &scope.label_selector()
-            )
-            .await?,
+            names(&client, &scope, ChaosKind::PodChaos).await?,
             ["shop-catalog-down", "shop-orders-killed"]
         );
         assert_eq!(
-            names(
-                &client,
-                &namespace,
-                ChaosKind::NetworkChaos,
-                &scope.label_selector()
-            )
-            .await?,
+            names(&client, &scope, ChaosKind::NetworkChaos).await?,
             ["shop-database-cut", "shop-slow-catalog"]
         );
         Ok(())
@@ -314,14 +302,7 @@ async fn cleanup_deletes_every_object_of_the_experiment_and_only_those() -> anyh
         for fault in every_kind_of_fault() {
             backend.inject(&fault).await?;
         }
-        other
-            .inject(&fault(
-                "catalog-down",
-                FaultKind::Outage,
-                Target::Catalog,
-                "15s",
-            ))
-            .await?;
+        other.inject(&catalog_down("15s")).await?;
         other
             .inject(&fault(
                 "slow-catalog",
@@ -339,42 +320,18 @@ async fn cleanup_deletes_every_object_of_the_experiment_and_only_those() -> anyh
             DELETION_TIMEOUT,
             "shop's chaos objects to be gone",
             || async {
-                let pods = names(
-                    &client,
-                    &namespace,
-                    ChaosKind::PodChaos,
-                    &shop.label_selector(),
-                )
-                .await?;
-                let network = names(
-                    &client,
-                    &namespace,
-                    ChaosKind::NetworkChaos,
-                    &shop.label_selector(),
-                )
-                .await?;
+                let pods = names(&client, &shop, ChaosKind::PodChaos).await?;
+                let network = names(&client, &shop, ChaosKind::NetworkChaos).await?;
                 Ok((pods.is_empty() && network.is_empty()).then_some(()))
             },
         )
         .await?;
         assert_eq!(
-            names(
-                &client,
-                &namespace,
-                ChaosKind::PodChaos,
-                &shop_v2.label_selector()
-            )
-            .await?,
+            names(&client, &shop_v2, ChaosKind::PodChaos).await?,
             ["shop-v2-catalog-down"]
         );
         assert_eq!(
-            names(
-                &client,
-                &namespace,
-                ChaosKind::NetworkChaos,
-                &shop_v2.label_selector()
-            )
-            .await?,
+            names(&client, &shop_v2, ChaosKind::NetworkChaos).await?,
             ["shop-v2-slow-catalog"]
         );
         // Nothing left to do: still Ok.
@@ -390,28 +347,14 @@ async fn inject_replaces_a_leftover_of_an_interrupted_run() -> anyhow::Result<()
         install_chaos_mesh_crds(&client).await?;
         let scope = ChaosScope::new(&namespace, "shop");
         let earlier_run = ChaosMeshBackend::new(client.clone(), scope.clone());
-        let leftover = earlier_run
-            .inject(&fault(
-                "catalog-down",
-                FaultKind::Outage,
-                Target::Catalog,
-                "1s",
-            ))
-            .await?;
+        let leftover = earlier_run.inject(&catalog_down("1s")).await?;
         let leftover_uid = stored(&client, &leftover.handle)
             .await?
             .context("leftover")?["metadata"]["uid"]
             .clone();
 
         let backend = ChaosMeshBackend::new(client.clone(), scope.clone());
-        let active = backend
-            .inject(&fault(
-                "catalog-down",
-                FaultKind::Outage,
-                Target::Catalog,
-                "20s",
-            ))
-            .await?;
+        let active = backend.inject(&catalog_down("20s")).await?;
         assert_eq!(active.handle, leftover.handle, "same name");
         let object = stored(&client, &active.handle)
             .await?
@@ -428,7 +371,7 @@ async fn inject_waits_until_a_leftover_held_by_a_finalizer_is_gone() -> anyhow::
     with_temp_namespace(|client, namespace| async move {
         install_chaos_mesh_crds(&client).await?;
         let scope = ChaosScope::new(&namespace, "shop");
-        let outage = fault("catalog-down", FaultKind::Outage, Target::Catalog, "15s");
+        let outage = catalog_down("15s");
         let leftover = ChaosMeshBackend::new(client.clone(), scope.clone())
             .inject(&outage)
             .await?;
@@ -496,12 +439,7 @@ async fn inject_never_replaces_an_object_commlab_does_not_manage() -> anyhow::Re
 
         let backend = ChaosMeshBackend::new(client.clone(), ChaosScope::new(&namespace, "shop"));
         let err = backend
-            .inject(&fault(
-                "catalog-down",
-                FaultKind::Outage,
-                Target::Catalog,
-                "15s",
-            ))
+            .inject(&catalog_down("15s"))
             .await
             .expect_err("the name is taken by an object commlab does not manage");
         assert_eq!(err.category(), "name_taken", "{err}");
@@ -522,14 +460,7 @@ async fn deleting_the_owner_garbage_collects_the_chaos_objects() -> anyhow::Resu
             client.clone(),
             ChaosScope::new(&namespace, "shop").with_owner(owner),
         );
-        let outage = backend
-            .inject(&fault(
-                "catalog-down",
-                FaultKind::Outage,
-                Target::Catalog,
-                "15s",
-            ))
-            .await?;
+        let outage = backend.inject(&catalog_down("15s")).await?;
         let partition = backend
             .inject(&fault(
                 "broker-cut",
@@ -560,19 +491,9 @@ async fn deleting_the_owner_garbage_collects_the_chaos_objects() -> anyhow::Resu
 #[tokio::test]
 async fn a_missing_namespace_is_a_kubernetes_error_not_a_missing_chaos_mesh() -> anyhow::Result<()>
 {
-    let client = commlab_e2e::client().await?;
-    install_chaos_mesh_crds(&client).await?;
-    let backend = ChaosMeshBackend::new(
-        client,
-        ChaosScope::new("commlab-e2e-no-such-namespace", "shop"),
-    );
+    let backend = backend_in_a_missing_namespace().await?;
     let err = backend
-        .inject(&fault(
-            "catalog-down",
-            FaultKind::Outage,
-            Target::Catalog,
-            "15s",
-        ))
+        .inject(&catalog_down("15s"))
         .await
         .expect_err("the namespace does not exist");
     assert_eq!(err.category(), "kubernetes", "{err}");
@@ -589,23 +510,13 @@ async fn a_missing_namespace_is_a_kubernetes_error_not_a_missing_chaos_mesh() ->
 
 #[tokio::test]
 async fn a_request_over_the_timeout_fails_as_a_timeout() -> anyhow::Result<()> {
-    let client = commlab_e2e::client().await?;
-    install_chaos_mesh_crds(&client).await?;
-    // A namespace that does not exist: should the request get through after
-    // all, it creates nothing.
-    let backend = ChaosMeshBackend::new(
-        client,
-        ChaosScope::new("commlab-e2e-no-such-namespace", "shop"),
-    )
-    .with_request_timeout(Duration::from_nanos(1));
+    // Should the request get through after all, it creates nothing.
+    let backend = backend_in_a_missing_namespace()
+        .await?
+        .with_request_timeout(Duration::from_nanos(1));
     let started = std::time::Instant::now();
     let err = backend
-        .inject(&fault(
-            "catalog-down",
-            FaultKind::Outage,
-            Target::Catalog,
-            "15s",
-        ))
+        .inject(&catalog_down("15s"))
         .await
         .expect_err("no API server answers within a nanosecond");
     assert_eq!(err.category(), "timeout", "{err}");

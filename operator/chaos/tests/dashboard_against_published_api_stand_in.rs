@@ -5,20 +5,25 @@
 //! things go wrong (see that module for what it implements and where it
 //! was read).
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use commlab_api::{Duration as SpecDuration, Fault, FaultKind, Target};
+use commlab_api::{Fault, FaultKind, Target};
 use commlab_chaos::{
     ChaosError, ChaosScope, DashboardBackend, DashboardConfig, FaultBackend, FaultHandle,
     chaos_mesh::chaos_object,
 };
 use commlab_e2e::dashboard_stand_in::{Override, Shared, StandIn, serve};
+use common::catalog_down;
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "team-a";
 const TOKEN: &str = "token-of-team-a";
+/// Nothing runs the faults here, so they all last the same.
+const DURATION: &str = "15s";
 
 /// The usual stand-in: [`TOKEN`] may manage chaos in [`NAMESPACE`].
 fn secured() -> Shared {
@@ -38,21 +43,12 @@ fn backend(url: &str, instance: &str) -> DashboardBackend {
 }
 
 fn fault(name: &str, kind: FaultKind, target: Target) -> Fault {
-    let is_delay = kind == FaultKind::Delay;
-    Fault {
-        name: name.into(),
-        fault: kind,
-        target,
-        at: SpecDuration::from_secs(5),
-        duration: SpecDuration::from_secs(15),
-        latency: is_delay.then(|| "100ms".parse().expect("a valid duration")),
-        jitter: None,
-    }
+    common::fault(name, kind, target, DURATION)
 }
 
 fn every_kind_of_fault() -> Vec<Fault> {
     vec![
-        fault("catalog-down", FaultKind::Outage, Target::Catalog),
+        catalog_down(DURATION),
         fault("orders-killed", FaultKind::Kill, Target::Orders),
         fault("slow-catalog", FaultKind::Delay, Target::Catalog),
         fault("broker-cut", FaultKind::Partition, Target::Broker),
@@ -124,7 +120,7 @@ async fn recover_deletes_the_experiment_and_is_idempotent() {
     let stand_in = secured();
     let dashboard = backend(&serve(stand_in.clone()).await, "shop");
     let active = dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect("inject");
     dashboard.recover(active.clone()).await.expect("recover");
@@ -172,7 +168,7 @@ async fn cleanup_deletes_what_belongs_to_the_experiment_and_nothing_else() {
     let url = serve(stand_in.clone()).await;
     let dashboard = backend(&url, "shop");
     dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect("inject");
     dashboard
@@ -185,10 +181,7 @@ async fn cleanup_deletes_what_belongs_to_the_experiment_and_nothing_else() {
         &fault("orders-killed", FaultKind::Kill, Target::Orders),
     ));
     // Another experiment whose name starts like this one's.
-    let other = stand_in.seed(body_for(
-        "shop-v2",
-        &fault("catalog-down", FaultKind::Outage, Target::Catalog),
-    ));
+    let other = stand_in.seed(body_for("shop-v2", &catalog_down(DURATION)));
     // Someone else's experiment, without commlab's labels.
     let mut foreign = body_for(
         "shop",
@@ -211,7 +204,7 @@ async fn cleanup_deletes_what_belongs_to_the_experiment_and_nothing_else() {
 async fn inject_replaces_a_leftover_of_an_interrupted_run() {
     let stand_in = secured();
     let dashboard = backend(&serve(stand_in.clone()).await, "shop");
-    let outage = fault("catalog-down", FaultKind::Outage, Target::Catalog);
+    let outage = catalog_down(DURATION);
     let leftover = stand_in.seed(body_for("shop", &outage));
     let active = dashboard.inject(&outage).await.expect("inject");
     let in_cluster = stand_in.in_cluster();
@@ -224,7 +217,7 @@ async fn inject_replaces_a_leftover_of_an_interrupted_run() {
 async fn inject_never_replaces_an_experiment_commlab_does_not_manage() {
     let stand_in = secured();
     let dashboard = backend(&serve(stand_in.clone()).await, "shop");
-    let outage = fault("catalog-down", FaultKind::Outage, Target::Catalog);
+    let outage = catalog_down(DURATION);
     let mut foreign = body_for("shop", &outage);
     foreign["metadata"]["labels"] = json!({ "app.kubernetes.io/instance": "shop" });
     let foreign = stand_in.seed(foreign);
@@ -248,11 +241,18 @@ async fn a_dashboard_without_security_mode_needs_no_token() {
     )
     .expect("a valid configuration");
     let active = dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect("inject");
     dashboard.recover(active).await.expect("recover");
     assert!(stand_in.seen().iter().all(|s| s.authorization.is_none()));
+}
+
+/// What `inject` fails with when every request gets `answer`.
+async fn inject_error_answered(answer: Override) -> ChaosError {
+    let stand_in = secured();
+    stand_in.answer(Some(answer));
+    inject_error(stand_in, config).await
 }
 
 async fn inject_error(
@@ -263,7 +263,7 @@ async fn inject_error(
     let dashboard = DashboardBackend::new(config(&url), ChaosScope::new(NAMESPACE, "shop"))
         .expect("a valid configuration");
     dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect_err("the dashboard refuses")
 }
@@ -307,12 +307,11 @@ async fn a_missing_token_is_unauthorized() {
 
 #[tokio::test]
 async fn a_proxy_answering_403_is_forbidden() {
-    let stand_in = secured();
-    stand_in.answer(Some(Override::Answer(
+    let err = inject_error_answered(Override::Answer(
         StatusCode::FORBIDDEN,
         "<html><body>403 Forbidden</body></html>".into(),
-    )));
-    let err = inject_error(stand_in, config).await;
+    ))
+    .await;
     assert_eq!(err.category(), "forbidden", "{err}");
     assert!(matches!(err, ChaosError::Forbidden { .. }));
     assert!(err.to_string().contains("403 Forbidden"), "{err}");
@@ -320,11 +319,7 @@ async fn a_proxy_answering_403_is_forbidden() {
 
 #[tokio::test]
 async fn a_server_error_is_dashboard_unavailable() {
-    let stand_in = secured();
-    stand_in.answer(Some(Override::server_error(
-        "etcdserver: request timed out",
-    )));
-    let err = inject_error(stand_in.clone(), config).await;
+    let err = inject_error_answered(Override::server_error("etcdserver: request timed out")).await;
     assert_eq!(err.category(), "dashboard_unavailable", "{err}");
     assert!(
         err.to_string()
@@ -332,11 +327,11 @@ async fn a_server_error_is_dashboard_unavailable() {
         "{err}"
     );
 
-    stand_in.answer(Some(Override::Answer(
+    let err = inject_error_answered(Override::Answer(
         StatusCode::BAD_GATEWAY,
         "bad gateway".into(),
-    )));
-    let err = inject_error(stand_in, config).await;
+    ))
+    .await;
     assert_eq!(err.category(), "dashboard_unavailable", "{err}");
 }
 
@@ -367,7 +362,7 @@ async fn recover_and_cleanup_time_out_too() {
     )
     .expect("a valid configuration");
     let active = dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect("inject");
     stand_in.answer(Some(Override::Slow(Duration::from_secs(30))));
@@ -390,7 +385,7 @@ async fn a_closed_port_is_dashboard_unavailable() {
     drop(listener);
     let dashboard = backend(&url, "shop");
     let err = dashboard
-        .inject(&fault("catalog-down", FaultKind::Outage, Target::Catalog))
+        .inject(&catalog_down(DURATION))
         .await
         .expect_err("nothing listens");
     assert_eq!(err.category(), "dashboard_unavailable", "{err}");
@@ -399,11 +394,10 @@ async fn a_closed_port_is_dashboard_unavailable() {
 
 #[tokio::test]
 async fn an_unreadable_answer_is_a_protocol_error() {
-    let stand_in = secured();
-    stand_in.answer(Some(Override::Answer(
+    let err = inject_error_answered(Override::Answer(
         StatusCode::OK,
         "<html>dashboard UI</html>".into(),
-    )));
-    let err = inject_error(stand_in, config).await;
+    ))
+    .await;
     assert_eq!(err.category(), "dashboard_protocol", "{err}");
 }

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: loopback servers and bounded waits.
+//! Helpers shared by the integration tests: faults as a chaos plan states
+//! them, loopback servers and bounded waits.
 #![allow(dead_code)]
 
 use std::{
@@ -11,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use commlab_api::{Duration as SpecDuration, Fault, FaultKind, Target};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -19,6 +21,26 @@ use tokio::{
 };
 
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// A fault `duration` long (`15s`, `1m30s`, ...) from 5 s into the run; a
+/// `Delay` is 100 ms ± 10 ms.
+pub fn fault(name: &str, kind: FaultKind, target: Target, duration: &str) -> Fault {
+    let is_delay = kind == FaultKind::Delay;
+    Fault {
+        name: name.into(),
+        fault: kind,
+        target,
+        at: SpecDuration::from_secs(5),
+        duration: duration.parse().expect("a valid duration"),
+        latency: is_delay.then(|| "100ms".parse().expect("a valid duration")),
+        jitter: is_delay.then(|| "10ms".parse().expect("a valid duration")),
+    }
+}
+
+/// The fault most tests inject: an outage of catalog.
+pub fn catalog_down(duration: &str) -> Fault {
+    fault("catalog-down", FaultKind::Outage, Target::Catalog, duration)
+}
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
