@@ -241,20 +241,35 @@ impl StandIn {
         }
     }
 
-    /// Experiment `uid` as `GET` and `DELETE /api/experiments/{uid}` find it:
-    /// in the archive, and still in the cluster; otherwise their `404`.
-    fn found(&self, uid: &str) -> Result<Experiment, Box<Response>> {
+    /// Admits a `GET` or `DELETE /api/experiments/{uid}` as any request, then
+    /// finds experiment `uid` as the dashboard does: in the archive, and still
+    /// in the cluster; otherwise its `404`.
+    async fn admit_one(
+        &self,
+        method: &Method,
+        uid: &str,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+    ) -> Result<Experiment, Response> {
+        self.admit(
+            method,
+            format!("/api/experiments/{uid}"),
+            headers,
+            query,
+            None,
+        )
+        .await?;
         let archived = self
             .experiments()
             .into_iter()
             .find(|experiment| experiment.uid == uid && experiment.archived_at <= Instant::now());
         match archived {
-            None => Err(Box::new(not_in_archive(uid))),
-            Some(experiment) if !experiment.in_cluster => Err(Box::new(api_error(
+            None => Err(not_in_archive(uid)),
+            Some(experiment) if !experiment.in_cluster => Err(api_error(
                 StatusCode::NOT_FOUND,
                 "error.api.resource_not_found",
                 &format!("{} \"{}\" not found", experiment.kind, experiment.name),
-            ))),
+            )),
             Some(experiment) => Ok(experiment),
         }
     }
@@ -387,16 +402,12 @@ async fn detail(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let path = format!("/api/experiments/{uid}");
-    if let Err(response) = stand_in
-        .admit(&Method::GET, path, &headers, &query, None)
+    let experiment = match stand_in
+        .admit_one(&Method::GET, &uid, &headers, &query)
         .await
     {
-        return response;
-    }
-    let experiment = match stand_in.found(&uid) {
         Ok(experiment) => experiment,
-        Err(not_found) => return *not_found,
+        Err(response) => return response,
     };
     let metadata = &experiment.body["metadata"];
     let body = json!({
@@ -427,15 +438,11 @@ async fn delete(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let path = format!("/api/experiments/{uid}");
     if let Err(response) = stand_in
-        .admit(&Method::DELETE, path, &headers, &query, None)
+        .admit_one(&Method::DELETE, &uid, &headers, &query)
         .await
     {
         return response;
-    }
-    if let Err(not_found) = stand_in.found(&uid) {
-        return *not_found;
     }
     for stored in stand_in.experiments.lock().unwrap().iter_mut() {
         if stored.uid == uid {

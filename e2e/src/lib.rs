@@ -16,6 +16,7 @@ pub mod token;
 
 pub use token::{service_account_token, token_kubeconfig};
 
+pub mod crds;
 pub mod dashboard_stand_in;
 
 use std::fmt::Debug;

@@ -12,17 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use commlab_e2e::{has_condition, kubeconfig_path, wait_for, with_temp_namespace};
+use commlab_e2e::crds::apply_established;
+use commlab_e2e::{has_condition, kubeconfig_path, with_temp_namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::Value;
 
-/// The field manager these tests apply the CRDs with.
-const FIELD_MANAGER: &str = "commlab-e2e";
 /// The environment variable naming the kubectl binary built with the cluster.
 const KUBECTL_ENV: &str = "COMMLAB_KUBECTL";
-const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(30);
 /// `examples/invalid/` documents the API's rules; fewer files than this means
 /// most rules have no example.
@@ -163,25 +161,10 @@ async fn install_crds(client: &Client) -> anyhow::Result<Vec<CustomResourceDefin
             .as_str()
             .with_context(|| format!("{}: no metadata.name", path.display()))?
             .to_string();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&manifest.object),
-        )
-        .await
-        .with_context(|| format!("the API server refused {}", path.display()))?;
-        let established = |crd: Option<&CustomResourceDefinition>| {
-            crd.is_some_and(|c| has_condition(c, "Established"))
-        };
         installed.push(
-            wait_for(
-                &crds,
-                &name,
-                ESTABLISHED_TIMEOUT,
-                "condition Established",
-                established,
-            )
-            .await?,
+            apply_established(&crds, &name, &manifest.object)
+                .await
+                .with_context(|| format!("applying {}", path.display()))?,
         );
     }
     Ok(installed)

@@ -11,12 +11,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use commlab_api::CommunicationPattern;
 use commlab_e2e::poll_until;
-use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, StatefulSet},
-        core::v1::{ConfigMap, Secret, Service},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Secret, Service},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -37,31 +34,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Applies the CRDs as `crdgen` renders them and waits until they are Established.
 pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in commlab_api::crds() {
-        let name = crd.name_any();
-        let mut body = serde_json::to_value(&crd)?;
-        body["apiVersion"] = "apiextensions.k8s.io/v1".into();
-        body["kind"] = "CustomResourceDefinition".into();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await?;
-        poll_until(
-            Duration::from_secs(30),
-            "the CRD to be Established",
-            || async {
-                Ok(
-                    commlab_e2e::has_condition(&crds.get(&name).await?, "Established")
-                        .then_some(()),
-                )
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    commlab_e2e::crds::install_commlab_crds(client).await
 }
 
 pub fn example(file: &str) -> anyhow::Result<Value> {
@@ -360,52 +333,10 @@ pub async fn install_chart_rbac(
     commlab_e2e::service_account_token(client, ns, &service_account).await
 }
 
-/// The label the CRDs of `e2e/fixtures/chaos-mesh-crds.yaml` carry.
-const CHAOS_FIXTURE_LABEL: (&str, &str) = ("commlab.dev/test-fixture", "chaos-mesh-crds");
-
 /// Applies the minimal PodChaos and NetworkChaos CRDs of
-/// `e2e/fixtures/chaos-mesh-crds.yaml` (no Chaos Mesh controller runs, so
-/// the objects are stored, never acted on) and waits until they are
-/// Established. CRDs of those names that are not the fixture's (a real
-/// Chaos Mesh) are used as they are; the fixture's are left installed.
+/// `e2e/fixtures/chaos-mesh-crds.yaml` unless a real Chaos Mesh's are there.
 pub async fn install_chaos_mesh_crds(client: &Client) -> anyhow::Result<()> {
-    let path = repo_root().join("e2e/fixtures/chaos-mesh-crds.yaml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        let name = crd.name_any();
-        if let Some(existing) = crds.get_opt(&name).await? {
-            let from_fixture = existing
-                .labels()
-                .get(CHAOS_FIXTURE_LABEL.0)
-                .is_some_and(|value| value == CHAOS_FIXTURE_LABEL.1);
-            if !from_fixture {
-                continue;
-            }
-        }
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("applying CRD {name}"))?;
-        poll_until(
-            Duration::from_secs(30),
-            "the Chaos Mesh CRD to be Established",
-            || async {
-                Ok(
-                    commlab_e2e::has_condition(&crds.get(&name).await?, "Established")
-                        .then_some(()),
-                )
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    commlab_e2e::crds::install_chaos_mesh_crds(client).await
 }
 
 /// Longest `cargo build` of the `commlab` binary may take (a cold build).
