@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -21,10 +20,10 @@ use commlab_chaos::{
     ChaosError, ChaosMeshBackend, ChaosScope, FaultBackend, FaultHandle,
     chaos_mesh::{ChaosKind, chaos_object},
 };
-use commlab_e2e::{has_condition, poll_until, wait_for, with_temp_namespace};
+use commlab_e2e::crds::install_chaos_mesh_crds;
+use commlab_e2e::{poll_until, with_temp_namespace};
 use common::{catalog_down, fault};
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
@@ -32,61 +31,11 @@ use kube::api::{
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::{Value, json};
 
-const FIELD_MANAGER: &str = "commlab-chaos-tests";
-/// The label the fixture's CRDs carry.
-const FIXTURE_LABEL: (&str, &str) = ("commlab.dev/test-fixture", "chaos-mesh-crds");
-const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 const DELETION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kubernetes' garbage collector may take a while to notice an owner is gone.
 const GC_TIMEOUT: Duration = Duration::from_secs(90);
 /// A namespace that does not exist: requests there fail and create nothing.
 const NO_SUCH_NAMESPACE: &str = "commlab-e2e-no-such-namespace";
-
-fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/fixtures/chaos-mesh-crds.yaml")
-}
-
-/// Applies the fixture's CRDs unless the cluster already has CRDs of those
-/// names from elsewhere, and waits until they are Established.
-async fn install_chaos_mesh_crds(client: &Client) -> anyhow::Result<()> {
-    let path = fixture_path();
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        let name = crd.name_any();
-        if let Some(existing) = crds.get_opt(&name).await? {
-            let from_fixture = existing
-                .labels()
-                .get(FIXTURE_LABEL.0)
-                .is_some_and(|value| value == FIXTURE_LABEL.1);
-            if !from_fixture {
-                eprintln!("using the cluster's own CRD {name}, not the fixture");
-                continue;
-            }
-        }
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("applying CRD {name}"))?;
-        wait_for(
-            &crds,
-            &name,
-            ESTABLISHED_TIMEOUT,
-            "the CRD to be Established",
-            |crd: Option<&CustomResourceDefinition>| {
-                crd.is_some_and(|crd| has_condition(crd, "Established"))
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
 
 /// A ConfigMap standing in for the CommunicationPattern as the owner of the
 /// chaos objects: a real object, so that the garbage collector keeps its
