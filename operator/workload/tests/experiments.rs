@@ -8,9 +8,10 @@
 //! a trial needs run once and are shared by the trials that judge them.
 //! Every wait is bounded.
 
+mod support;
+
 use std::{
     collections::HashMap,
-    future::Future,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::Arc,
@@ -20,7 +21,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use commlab_api::{
     Duration as SpecDuration, Fault, FaultKind, Pattern, Target, Workload,
-    results::FaultMeasurement,
+    results::{Claim, ClaimVerdict, FaultMeasurement},
 };
 use commlab_workload::{
     engine::{
@@ -29,8 +30,9 @@ use commlab_workload::{
     },
     report::{Report, claim_ids},
 };
-use libtest_mimic::{Arguments, Failed, Trial};
-use tokio::{runtime::Runtime, sync::Mutex};
+use libtest_mimic::Arguments;
+use support::{Trials, add_trials, commlab_binary};
+use tokio::{io::AsyncReadExt, sync::Mutex};
 
 /// Longest a trial may take, whatever it waits for.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -40,84 +42,26 @@ fn main() {
     let mut arguments = Arguments::from_args();
     // One at a time: see the module documentation.
     arguments.test_threads = Some(1);
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a Tokio runtime"),
-    );
+    let runtime = support::runtime();
     let suite = Arc::new(Suite::default());
 
-    let trials = vec![
-        trial(
-            "catalog_outage_takes_direct_api_call_down_but_not_the_caches",
-            &runtime,
-            &suite,
-            catalog_outage_takes_direct_api_call_down_but_not_the_caches,
-        ),
-        trial(
-            "async_messaging_accepts_during_the_outage_and_completes_after",
-            &runtime,
-            &suite,
-            async_messaging_accepts_during_the_outage_and_completes_after,
-        ),
-        trial(
-            "a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches",
-            &runtime,
-            &suite,
-            a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches,
-        ),
-        trial(
-            "a_partitioned_broker_leaves_the_events_cache_serving_stale_prices",
-            &runtime,
-            &suite,
-            a_partitioned_broker_leaves_the_events_cache_serving_stale_prices,
-        ),
-        trial(
-            "the_capacity_probe_steps_the_rate_up_and_scores_scalability",
-            &runtime,
-            &suite,
-            the_capacity_probe_steps_the_rate_up_and_scores_scalability,
-        ),
-        trial(
-            "the_report_covers_the_run_and_round_trips_through_json",
-            &runtime,
-            &suite,
-            the_report_covers_the_run_and_round_trips_through_json,
-        ),
-        trial(
-            "cli_run_refuses_an_invalid_manifest_naming_the_field",
-            &runtime,
-            &suite,
-            |_| async { cli_run_refuses_an_invalid_manifest_naming_the_field() },
-        ),
-        trial(
-            "cli_compare_refuses_bad_options_before_starting_anything",
-            &runtime,
-            &suite,
-            |_| async { cli_compare_refuses_bad_options_before_starting_anything() },
-        ),
-        trial(
-            "cli_run_measures_a_manifest_and_writes_the_report",
-            &runtime,
-            &suite,
-            |_| cli_run_measures_a_manifest_and_writes_the_report(),
-        ),
-        trial(
-            "cli_compare_stops_every_process_on_ctrl_c",
-            &runtime,
-            &suite,
-            |_| cli_compare_stops_every_process_on_ctrl_c(),
-        ),
-        trial(
-            "cli_compare_stops_every_process_on_sigterm",
-            &runtime,
-            &suite,
-            |_| cli_compare_stops_every_process_on_sigterm(),
-        ),
-    ];
+    let mut trials = Trials::new(&runtime, &suite, TRIAL_TIMEOUT);
+    add_trials!(
+        trials,
+        catalog_outage_takes_direct_api_call_down_but_not_the_caches,
+        async_messaging_accepts_during_the_outage_and_completes_after,
+        a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches,
+        a_partitioned_broker_leaves_the_events_cache_serving_stale_prices,
+        the_capacity_probe_steps_the_rate_up_and_scores_scalability,
+        the_report_covers_the_run_and_round_trips_through_json,
+        cli_run_refuses_an_invalid_manifest_naming_the_field,
+        cli_compare_refuses_bad_options_before_starting_anything,
+        cli_run_measures_a_manifest_and_writes_the_report,
+        cli_compare_stops_every_process_on_ctrl_c,
+        cli_compare_stops_every_process_on_sigterm,
+    );
 
-    let conclusion = libtest_mimic::run(&arguments, trials);
+    let conclusion = trials.run(&arguments);
     // Stop the servers before exiting: exit() would skip every drop.
     let platform = runtime.block_on(suite.platform.lock()).take();
     if let Some(platform) = platform
@@ -127,28 +71,6 @@ fn main() {
     }
     drop(suite);
     conclusion.exit();
-}
-
-/// A trial: an async function of the suite, on the shared runtime, bounded.
-fn trial<F, Fut>(name: &str, runtime: &Arc<Runtime>, suite: &Arc<Suite>, test: F) -> Trial
-where
-    F: FnOnce(Arc<Suite>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<()>>,
-{
-    let (runtime, suite) = (runtime.clone(), suite.clone());
-    Trial::test(name, move || {
-        runtime.block_on(async move {
-            match tokio::time::timeout(TRIAL_TIMEOUT, test(suite)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Failed::from(format!("{error:#}"))),
-                Err(_) => Err(Failed::from(format!("timed out after {TRIAL_TIMEOUT:?}"))),
-            }
-        })
-    })
-}
-
-fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_commlab"))
 }
 
 fn repo() -> PathBuf {
@@ -167,8 +89,9 @@ impl Suite {
     async fn run(&self, experiments: &[Experiment]) -> Result<Vec<ExperimentOutcome>> {
         let mut platform = self.platform.lock().await;
         if platform.is_none() {
-            *platform =
-                Some(LocalPlatform::start(LocalOptions::new(binary()), Arc::new(Silent)).await?);
+            *platform = Some(
+                LocalPlatform::start(LocalOptions::new(commlab_binary()), Arc::new(Silent)).await?,
+            );
         }
         let platform = platform.as_mut().expect("started above");
         let outcome = run_comparison(platform, experiments, Arc::new(Silent)).await;
@@ -178,6 +101,10 @@ impl Suite {
         Ok(outcome.outcomes)
     }
 
+    async fn run_one(&self, experiment: Experiment) -> Result<ExperimentOutcome> {
+        Ok(self.run(&[experiment]).await?.remove(0))
+    }
+
     /// The catalog scenario for `pattern`, run once: an Outage of catalog,
     /// then a Delay of 100 ms.
     async fn catalog_scenario(&self, pattern: Pattern) -> Result<ExperimentOutcome> {
@@ -185,7 +112,7 @@ impl Suite {
             return Ok(outcome.clone());
         }
         let experiment = Experiment::new(pattern, catalog_workload(), &catalog_plan());
-        let outcome = self.run(&[experiment]).await?.remove(0);
+        let outcome = self.run_one(experiment).await?;
         self.catalog_scenario
             .lock()
             .await
@@ -198,15 +125,20 @@ fn seconds(s: f64) -> SpecDuration {
     SpecDuration::from(Duration::from_secs_f64(s))
 }
 
-/// 1 s warm-up, 8 s measured: baseline 0–2 s, catalog down 2–4 s, catalog
-/// 100 ms slower 5–7 s, then 1 s.
-fn catalog_workload() -> Workload {
+/// `rate` checkouts a second for 1 s of warm-up and `duration` s measured.
+fn workload(rate: f64, duration: f64) -> Workload {
     Workload {
-        rate: RATE,
+        rate,
         warmup: seconds(1.0),
-        duration: seconds(8.0),
+        duration: seconds(duration),
         ..Workload::default()
     }
+}
+
+/// 8 s measured: baseline 0–2 s, catalog down 2–4 s, catalog 100 ms slower
+/// 5–7 s, then 1 s.
+fn catalog_workload() -> Workload {
+    workload(RATE, 8.0)
 }
 
 fn fault(name: &str, kind: FaultKind, target: Target, at: f64, duration: f64) -> Fault {
@@ -235,6 +167,15 @@ fn fault_named<'a>(outcome: &'a ExperimentOutcome, name: &str) -> Result<&'a Fau
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| anyhow!("no measurement of {name}"))
+}
+
+fn ensure_confirmed(claims: &[Claim], id: &str) -> Result<()> {
+    let claim = claims
+        .iter()
+        .find(|c| c.id == id)
+        .with_context(|| format!("no claim {id}"))?;
+    ensure!(claim.verdict == ClaimVerdict::Confirmed, "{claim:?}");
+    Ok(())
 }
 
 async fn catalog_outage_takes_direct_api_call_down_but_not_the_caches(
@@ -294,14 +235,10 @@ async fn async_messaging_accepts_during_the_outage_and_completes_after(
         down.completion_ms.p50,
         down.response_ms.p50
     );
-    let claim = messaging
-        .report
-        .claims
-        .iter()
-        .find(|c| c.id == claim_ids::MESSAGING_ACCEPTS_WITHOUT_CATALOG)
-        .context("the messaging claim")?;
-    ensure!(format!("{:?}", claim.verdict) == "Confirmed", "{claim:?}");
-    Ok(())
+    ensure_confirmed(
+        &messaging.report.claims,
+        claim_ids::MESSAGING_ACCEPTS_WITHOUT_CATALOG,
+    )
 }
 
 async fn a_catalog_delay_slows_direct_api_call_by_about_its_latency_and_not_the_caches(
@@ -332,12 +269,9 @@ async fn a_partitioned_broker_leaves_the_events_cache_serving_stale_prices(
     // Few products changing often, and the broker cut off for 3 s: catalog
     // commits the changes, orders does not hear of them.
     let workload = Workload {
-        rate: RATE,
-        warmup: seconds(1.0),
-        duration: seconds(6.0),
         products: 20,
         update_rate: 40.0,
-        ..Workload::default()
+        ..workload(RATE, 6.0)
     };
     let plan = [fault(
         "broker-cut",
@@ -347,7 +281,7 @@ async fn a_partitioned_broker_leaves_the_events_cache_serving_stale_prices(
         3.0,
     )];
     let experiment = Experiment::new(Pattern::CacheWithUpdateEvents, workload, &plan);
-    let outcome = suite.run(&[experiment]).await?.remove(0);
+    let outcome = suite.run_one(experiment).await?;
     let cut = fault_named(&outcome, "broker-cut")?;
     ensure!(
         cut.availability >= 0.99,
@@ -375,11 +309,8 @@ async fn the_capacity_probe_steps_the_rate_up_and_scores_scalability(
     suite: Arc<Suite>,
 ) -> Result<()> {
     let workload = Workload {
-        rate: 100.0,
-        warmup: seconds(1.0),
-        duration: seconds(2.0),
         capacity_probe: true,
-        ..Workload::default()
+        ..workload(100.0, 2.0)
     };
     let mut experiment = Experiment::new(Pattern::SharedData, workload, &[]);
     experiment.capacity_probe = CapacityProbe {
@@ -388,7 +319,7 @@ async fn the_capacity_probe_steps_the_rate_up_and_scores_scalability(
         step: Duration::from_millis(1500),
         ..CapacityProbe::default()
     };
-    let outcome = suite.run(&[experiment]).await?.remove(0);
+    let outcome = suite.run_one(experiment).await?;
     let rates: Vec<f64> = outcome.capacity_steps.iter().map(|s| s.rate).collect();
     ensure!(
         rates.len() >= 2 && rates[..2] == [200.0, 400.0],
@@ -447,7 +378,7 @@ async fn the_report_covers_the_run_and_round_trips_through_json(suite: Arc<Suite
 }
 
 fn commlab(args: &[&str]) -> Result<Output> {
-    Command::new(binary())
+    Command::new(commlab_binary())
         .args(args)
         .current_dir(repo())
         .stdin(Stdio::null())
@@ -455,7 +386,25 @@ fn commlab(args: &[&str]) -> Result<Output> {
         .context("running commlab")
 }
 
-fn cli_run_refuses_an_invalid_manifest_naming_the_field() -> Result<()> {
+/// `commlab args`, which must be refused as a usage error (exit 2) with
+/// nothing on stdout, where a report would go. Its stderr.
+fn refused(args: &[&str]) -> Result<String> {
+    let output = commlab(args)?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        output.status.code() == Some(2),
+        "{args:?}: exit {:?}, {stderr}",
+        output.status
+    );
+    ensure!(
+        output.stdout.is_empty(),
+        "{args:?} printed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(stderr)
+}
+
+async fn cli_run_refuses_an_invalid_manifest_naming_the_field(_: Arc<Suite>) -> Result<()> {
     for (file, field) in [
         ("delay-without-latency.yaml", "spec.chaos[0].latency"),
         ("unknown-pattern.yaml", "spec.pattern"),
@@ -466,30 +415,18 @@ fn cli_run_refuses_an_invalid_manifest_naming_the_field() -> Result<()> {
         ("bad-duration-string.yaml", "spec.workload.duration"),
     ] {
         let path = format!("examples/invalid/{file}");
-        let output = commlab(&["run", &path])?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(
-            output.status.code() == Some(2),
-            "{file}: exit {:?}, {stderr}",
-            output.status
-        );
+        let stderr = refused(&["run", &path])?;
         ensure!(
             stderr.contains(field) && stderr.contains(&path),
             "{file}: {stderr}"
         );
-        ensure!(
-            output.stdout.is_empty(),
-            "{file} printed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
     }
-    let output = commlab(&["run", "examples/no-such-file.yaml"])?;
-    ensure!(output.status.code() == Some(2));
-    ensure!(String::from_utf8_lossy(&output.stderr).contains("cannot read it"));
+    let stderr = refused(&["run", "examples/no-such-file.yaml"])?;
+    ensure!(stderr.contains("cannot read it"), "{stderr}");
     Ok(())
 }
 
-fn cli_compare_refuses_bad_options_before_starting_anything() -> Result<()> {
+async fn cli_compare_refuses_bad_options_before_starting_anything(_: Arc<Suite>) -> Result<()> {
     for (args, expected) in [
         (
             vec!["compare", "--patterns", "GraphQl"],
@@ -510,13 +447,7 @@ fn cli_compare_refuses_bad_options_before_starting_anything() -> Result<()> {
         ),
     ] {
         let started = Instant::now();
-        let output = commlab(&args)?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(
-            output.status.code() == Some(2),
-            "{args:?}: {:?} {stderr}",
-            output.status
-        );
+        let stderr = refused(&args)?;
         ensure!(stderr.contains(expected), "{args:?}: {stderr}");
         ensure!(
             started.elapsed() < Duration::from_secs(5),
@@ -527,7 +458,7 @@ fn cli_compare_refuses_bad_options_before_starting_anything() -> Result<()> {
     Ok(())
 }
 
-async fn cli_run_measures_a_manifest_and_writes_the_report() -> Result<()> {
+async fn cli_run_measures_a_manifest_and_writes_the_report(_: Arc<Suite>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("shared-data.yaml");
     std::fs::write(
@@ -581,12 +512,10 @@ async fn cli_run_measures_a_manifest_and_writes_the_report() -> Result<()> {
         "{:?}",
         shared.faults[0]
     );
-    let claim = shared
-        .claims
-        .iter()
-        .find(|c| c.id == claim_ids::SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN)
-        .context("the shared database claim")?;
-    ensure!(format!("{:?}", claim.verdict) == "Confirmed", "{claim:?}");
+    ensure_confirmed(
+        &shared.claims,
+        claim_ids::SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN,
+    )?;
     let html = std::fs::read_to_string(out.join("report.html"))?;
     ensure!(html.contains("<svg") && html.contains("database-down"));
     ensure!(out.join("report.txt").exists());
@@ -606,11 +535,11 @@ fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
-async fn cli_compare_stops_every_process_on_ctrl_c() -> Result<()> {
+async fn cli_compare_stops_every_process_on_ctrl_c(_: Arc<Suite>) -> Result<()> {
     stop_compare_with(nix::sys::signal::Signal::SIGINT, Pattern::AsyncMessaging).await
 }
 
-async fn cli_compare_stops_every_process_on_sigterm() -> Result<()> {
+async fn cli_compare_stops_every_process_on_sigterm(_: Arc<Suite>) -> Result<()> {
     stop_compare_with(nix::sys::signal::Signal::SIGTERM, Pattern::SharedData).await
 }
 
@@ -621,7 +550,7 @@ async fn stop_compare_with(signal: nix::sys::signal::Signal, pattern: Pattern) -
     // this TMPDIR and inherits it, which is how they are found afterwards.
     let tmp = tempfile::tempdir()?;
     let marker = tmp.path().to_str().unwrap().to_owned();
-    let mut child = tokio::process::Command::new(binary())
+    let mut child = tokio::process::Command::new(commlab_binary())
         .args([
             "compare",
             "--quick",
@@ -641,7 +570,6 @@ async fn stop_compare_with(signal: nix::sys::signal::Signal, pattern: Pattern) -
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !seen.contains("catalog-down: Outage of catalog injected") {
-        use tokio::io::AsyncReadExt;
         let mut buffer = [0u8; 4096];
         let read = tokio::time::timeout_at(deadline.into(), stderr.read(&mut buffer)).await??;
         ensure!(read > 0, "commlab ended early:\n{seen}");
@@ -657,7 +585,6 @@ async fn stop_compare_with(signal: nix::sys::signal::Signal, pattern: Pattern) -
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)?;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
     let mut rest = String::new();
-    use tokio::io::AsyncReadExt;
     stderr.read_to_string(&mut rest).await?;
     let expected = 128 + signal as i32;
     ensure!(

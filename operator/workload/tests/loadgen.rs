@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::{post, put};
-use commlab_workload::load::{LoadConfig, LoadRun, Outcome};
+use commlab_workload::load::{LoadConfig, LoadRun, Outcome, Recording};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,6 +32,32 @@ async fn serve(app: Router) -> String {
     format!("http://{address}")
 }
 
+/// An orders stand-in whose `POST /checkout` is `checkout`.
+async fn serve_orders<H, T>(checkout: H) -> String
+where
+    H: Handler<T, ()>,
+    T: 'static,
+{
+    serve(Router::new().route("/checkout", post(checkout))).await
+}
+
+/// A loopback address nobody listens on: its listener is gone on return.
+fn closed_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn record(config: LoadConfig) -> Recording {
+    LoadRun::start(config)
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap()
+}
+
 #[derive(Deserialize)]
 struct Checkout {
     product_id: u32,
@@ -46,16 +73,22 @@ fn priced(checkout: &Checkout, version: u64) -> Json<Value> {
 
 /// orders that answers every checkout at once with version 1, counting them.
 async fn fixed_orders(count: Arc<AtomicU64>) -> String {
-    serve(Router::new().route(
-        "/checkout",
-        post(move |Json(checkout): Json<Checkout>| {
-            let count = count.clone();
-            async move {
-                count.fetch_add(1, Ordering::Relaxed);
-                priced(&checkout, 1)
-            }
-        }),
-    ))
+    serve_orders(move |Json(checkout): Json<Checkout>| {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, Ordering::Relaxed);
+            priced(&checkout, 1)
+        }
+    })
+    .await
+}
+
+/// orders that answers every checkout `delay` late.
+async fn slow_orders(delay: Duration) -> String {
+    serve_orders(move |Json(checkout): Json<Checkout>| async move {
+        tokio::time::sleep(delay).await;
+        priced(&checkout, 1)
+    })
     .await
 }
 
@@ -66,12 +99,7 @@ async fn achieved_rate_is_within_one_percent_of_500_per_second() {
     let orders = fixed_orders(count.clone()).await;
     let config = LoadConfig::new(vec![orders], 500.0, Duration::from_secs(3));
     let started = Instant::now();
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     let wall = started.elapsed();
 
     let phase = recording.phase(Duration::ZERO..Duration::from_secs(3));
@@ -106,22 +134,19 @@ async fn a_server_stall_shows_in_latency_from_scheduled_time() {
     // waits until 1.2 s.
     let stall: Arc<Mutex<Option<(Instant, Instant)>>> = Arc::default();
     let window = stall.clone();
-    let orders = serve(Router::new().route(
-        "/checkout",
-        post(move |Json(checkout): Json<Checkout>| {
-            let window = window.clone();
-            async move {
-                let stalled = *window.lock().unwrap();
-                if let Some((from, until)) = stalled {
-                    let now = Instant::now();
-                    if now >= from && now < until {
-                        tokio::time::sleep_until(until.into()).await;
-                    }
+    let orders = serve_orders(move |Json(checkout): Json<Checkout>| {
+        let window = window.clone();
+        async move {
+            let stalled = *window.lock().unwrap();
+            if let Some((from, until)) = stalled {
+                let now = Instant::now();
+                if now >= from && now < until {
+                    tokio::time::sleep_until(until.into()).await;
                 }
-                priced(&checkout, 1)
             }
-        }),
-    ))
+            priced(&checkout, 1)
+        }
+    })
     .await;
     let config = LoadConfig::new(vec![orders], 200.0, Duration::from_secs(2));
     let handle = LoadRun::start(config).await.unwrap();
@@ -155,12 +180,7 @@ async fn replicas_are_used_round_robin() {
     let (a, b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let orders = vec![fixed_orders(a.clone()).await, fixed_orders(b.clone()).await];
     let config = LoadConfig::new(orders, 200.0, Duration::from_millis(500));
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     assert_eq!(recording.summary().ok, 100);
     assert_eq!(
         (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)),
@@ -171,14 +191,7 @@ async fn replicas_are_used_round_robin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkouts_beyond_the_in_flight_bound_are_dropped_and_counted() {
     let _serial = SERIAL.lock().await;
-    let orders = serve(Router::new().route(
-        "/checkout",
-        post(|Json(checkout): Json<Checkout>| async move {
-            tokio::time::sleep(ms(300)).await;
-            priced(&checkout, 1)
-        }),
-    ))
-    .await;
+    let orders = slow_orders(ms(300)).await;
     let mut config = LoadConfig::new(vec![orders], 200.0, Duration::from_secs(1));
     config.max_in_flight = 10;
     let handle = LoadRun::start(config).await.unwrap();
@@ -204,22 +217,10 @@ async fn checkouts_beyond_the_in_flight_bound_are_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_answers_time_out_at_the_request_timeout() {
     let _serial = SERIAL.lock().await;
-    let orders = serve(Router::new().route(
-        "/checkout",
-        post(|Json(checkout): Json<Checkout>| async move {
-            tokio::time::sleep(ms(500)).await;
-            priced(&checkout, 1)
-        }),
-    ))
-    .await;
+    let orders = slow_orders(ms(500)).await;
     let mut config = LoadConfig::new(vec![orders], 50.0, Duration::from_millis(400));
     config.request_timeout = ms(100);
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     let summary = recording.summary();
     assert_eq!(
         (summary.scheduled, summary.timed_out, summary.ok),
@@ -237,28 +238,16 @@ async fn slow_answers_time_out_at_the_request_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_and_refused_connections_count_against_availability() {
     let _serial = SERIAL.lock().await;
-    let rejecting = serve(Router::new().route(
-        "/checkout",
-        post(|| async {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "catalog down"})),
-            )
-        }),
-    ))
+    let rejecting = serve_orders(|| async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "catalog down"})),
+        )
+    })
     .await;
-    // A port nobody listens on.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    let closed = format!("http://{}", closed_address());
     let config = LoadConfig::new(vec![rejecting, closed], 100.0, Duration::from_millis(500));
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     let summary = recording.summary();
     assert_eq!((summary.scheduled, summary.ok), (50, 0));
     assert_eq!((summary.rejected, summary.failed), (25, 25));
@@ -329,26 +318,27 @@ async fn catalog_and_lagging_orders(lag: Duration) -> (String, String, Arc<Price
             .with_state(prices.clone()),
     )
     .await;
-    let orders = serve(
-        Router::new()
-            .route(
-                "/checkout",
-                post(
-                    |State(prices): State<Arc<Prices>>, Json(checkout): Json<Checkout>| async move {
-                        let version = *prices
-                            .orders
-                            .lock()
-                            .unwrap()
-                            .get(&checkout.product_id)
-                            .unwrap_or(&1);
-                        priced(&checkout, version)
-                    },
-                ),
-            )
-            .with_state(prices.clone()),
-    )
-    .await;
+    let orders = orders_pricing_from(prices.clone(), |prices| &prices.orders).await;
     (catalog, orders, prices)
+}
+
+/// orders pricing each checkout at the version `table` of `prices` holds.
+async fn orders_pricing_from(
+    prices: Arc<Prices>,
+    table: fn(&Prices) -> &Mutex<HashMap<u32, u64>>,
+) -> String {
+    serve_orders(move |Json(checkout): Json<Checkout>| {
+        let prices = prices.clone();
+        async move {
+            let version = *table(&prices)
+                .lock()
+                .unwrap()
+                .get(&checkout.product_id)
+                .unwrap_or(&1);
+            priced(&checkout, version)
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,12 +349,7 @@ async fn price_changes_are_logged_and_lagging_prices_judged_stale() {
     config.catalog = vec![catalog];
     config.products = 3;
     config.update_rate = 10.0;
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     let summary = recording.summary();
     assert_eq!(
         (summary.price_changes_acked, summary.price_changes_failed),
@@ -397,35 +382,12 @@ async fn price_changes_are_logged_and_lagging_prices_judged_stale() {
 async fn prices_read_from_the_source_of_truth_are_never_stale() {
     let _serial = SERIAL.lock().await;
     let (catalog, _, prices) = catalog_and_lagging_orders(ms(100)).await;
-    let consistent = serve(
-        Router::new()
-            .route(
-                "/checkout",
-                post(
-                    |State(prices): State<Arc<Prices>>, Json(checkout): Json<Checkout>| async move {
-                        let version = *prices
-                            .catalog
-                            .lock()
-                            .unwrap()
-                            .get(&checkout.product_id)
-                            .unwrap_or(&1);
-                        priced(&checkout, version)
-                    },
-                ),
-            )
-            .with_state(prices),
-    )
-    .await;
+    let consistent = orders_pricing_from(prices, |prices| &prices.catalog).await;
     let mut config = LoadConfig::new(vec![consistent], 200.0, Duration::from_secs(1));
     config.catalog = vec![catalog];
     config.products = 3;
     config.update_rate = 20.0;
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     assert_eq!(recording.summary().price_changes_acked, 20);
     let phase = recording.phase(Duration::ZERO..Duration::from_secs(1));
     assert_eq!(phase.stale_ratio, 0.0);
@@ -482,49 +444,41 @@ async fn completions_on_orders_completed_are_matched_to_accepted_checkouts() {
     };
     let publisher = async_nats::connect(&nats.url).await.unwrap();
     let next_id = Arc::new(AtomicU64::new(0));
-    let orders = serve(Router::new().route(
-        "/checkout",
-        post(move |Json(checkout): Json<Checkout>| {
-            let (publisher, next_id) = (publisher.clone(), next_id.clone());
-            async move {
-                let order_id = format!("order-{}", next_id.fetch_add(1, Ordering::Relaxed));
-                // Every tenth order is never priced.
-                let n: u64 = order_id[6..].parse().unwrap();
-                if n % 10 != 9 {
-                    let id = order_id.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(ms(30)).await;
-                        let completed = json!({
-                            "order_id": id, "product_id": checkout.product_id, "quantity": 1,
-                            "price_cents": 1234, "version": 1, "total_cents": 1234,
-                            "status": "priced", "completed_at": "2026-01-01T00:00:00Z"
-                        });
-                        publisher
-                            .publish(
-                                "orders.completed",
-                                serde_json::to_vec(&completed).unwrap().into(),
-                            )
-                            .await
-                            .unwrap();
+    let orders = serve_orders(move |Json(checkout): Json<Checkout>| {
+        let (publisher, next_id) = (publisher.clone(), next_id.clone());
+        async move {
+            let order_id = format!("order-{}", next_id.fetch_add(1, Ordering::Relaxed));
+            // Every tenth order is never priced.
+            let n: u64 = order_id[6..].parse().unwrap();
+            if n % 10 != 9 {
+                let id = order_id.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(ms(30)).await;
+                    let completed = json!({
+                        "order_id": id, "product_id": checkout.product_id, "quantity": 1,
+                        "price_cents": 1234, "version": 1, "total_cents": 1234,
+                        "status": "priced", "completed_at": "2026-01-01T00:00:00Z"
                     });
-                }
-                (
-                    StatusCode::ACCEPTED,
-                    Json(json!({"order_id": order_id, "status": "pending"})),
-                )
+                    publisher
+                        .publish(
+                            "orders.completed",
+                            serde_json::to_vec(&completed).unwrap().into(),
+                        )
+                        .await
+                        .unwrap();
+                });
             }
-        }),
-    ))
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"order_id": order_id, "status": "pending"})),
+            )
+        }
+    })
     .await;
     let mut config = LoadConfig::new(vec![orders], 100.0, Duration::from_secs(1));
     config.broker = Some(nats.url.clone());
     config.completion_grace = Duration::from_millis(500);
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
 
     let summary = recording.summary();
     assert_eq!(
@@ -553,12 +507,8 @@ async fn completions_on_orders_completed_are_matched_to_accepted_checkouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_refused_at_start() {
     let _serial = SERIAL.lock().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let mut config = LoadConfig::new(vec!["http://127.0.0.1:9".into()], 10.0, ms(100));
-    config.broker = Some(format!("nats://{closed}"));
+    config.broker = Some(format!("nats://{}", closed_address()));
     let error = LoadRun::start(config).await.err().expect("no broker there");
     assert_eq!(error.category(), "broker");
 }
@@ -588,12 +538,7 @@ async fn high_rates_are_kept_by_the_runtime_ticker() {
     // The server shares this (unoptimised) test's runtime: a few keep-alive
     // connections, not one per checkout when it falls behind.
     config.max_connections = 16;
-    let recording = LoadRun::start(config)
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    let recording = record(config).await;
     let summary = recording.summary();
     assert_eq!(
         (summary.scheduled, summary.sent, summary.ok),

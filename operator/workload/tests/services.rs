@@ -6,9 +6,10 @@
 //! need a broker get their own NATS server: stream names are fixed by the
 //! protocol, and a NATS server starts in milliseconds. Every wait is bounded.
 
+mod support;
+
 use std::{
     future::Future,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -26,10 +27,11 @@ use commlab_workload::{
     },
 };
 use futures::StreamExt;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::runtime::Runtime;
+use support::{Trials, add_trials, commlab_binary};
 
 /// Longest a test may take, whatever it waits for.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -39,12 +41,7 @@ const PRODUCTS: i64 = 20;
 
 fn main() {
     let arguments = Arguments::from_args();
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a Tokio runtime"),
-    );
+    let runtime = support::runtime();
     // Listing tests needs no servers.
     let postgres = if arguments.list {
         None
@@ -60,98 +57,31 @@ fn main() {
         databases: AtomicUsize::new(0),
     });
 
-    let mut trials = Vec::new();
+    let mut trials = Trials::new(&runtime, &suite, TEST_TIMEOUT);
     for pattern in Pattern::ALL {
-        trials.push(trial(
+        trials.add(
             &format!("checkout_uses_the_current_price_and_sees_updates::{pattern}"),
-            &runtime,
-            &suite,
             move |suite| checkout_uses_the_current_price_and_sees_updates(suite, pattern),
-        ));
+        );
     }
-    trials.push(trial(
-        "async_messaging_accepts_checkouts_while_catalog_is_down",
-        &runtime,
-        &suite,
+    add_trials!(
+        trials,
         async_messaging_accepts_checkouts_while_catalog_is_down,
-    ));
-    trials.push(trial(
-        "async_messaging_fails_fast_while_the_broker_is_down_and_recovers",
-        &runtime,
-        &suite,
         async_messaging_fails_fast_while_the_broker_is_down_and_recovers,
-    ));
-    trials.push(trial(
-        "direct_api_call_answers_503_quickly_while_catalog_is_down",
-        &runtime,
-        &suite,
         direct_api_call_answers_503_quickly_while_catalog_is_down,
-    ));
-    trials.push(trial(
-        "async_polling_answers_503_quickly_while_catalog_is_down",
-        &runtime,
-        &suite,
         async_polling_answers_503_quickly_while_catalog_is_down,
-    ));
-    trials.push(trial(
-        "cache_with_update_events_rides_out_a_broker_outage",
-        &runtime,
-        &suite,
         cache_with_update_events_rides_out_a_broker_outage,
-    ));
-    trials.push(trial(
-        "cache_with_update_events_serves_while_catalog_is_down",
-        &runtime,
-        &suite,
         cache_with_update_events_serves_while_catalog_is_down,
-    ));
-    trials.push(trial(
-        "cache_with_update_events_replays_prices_when_orders_restarts",
-        &runtime,
-        &suite,
         cache_with_update_events_replays_prices_when_orders_restarts,
-    ));
-    trials.push(trial(
-        "cache_with_api_updates_pushes_after_catalog_is_killed_and_restarted",
-        &runtime,
-        &suite,
         cache_with_api_updates_pushes_after_catalog_is_killed_and_restarted,
-    ));
-    trials.push(trial(
-        "shared_data_answers_503_while_the_database_is_down_and_recovers",
-        &runtime,
-        &suite,
         shared_data_answers_503_while_the_database_is_down_and_recovers,
-    ));
-    trials.push(trial(
-        "serve_refuses_flags_that_do_not_fit_the_pattern",
-        &runtime,
-        &suite,
-        |_| async { serve_refuses_flags_that_do_not_fit_the_pattern() },
-    ));
+        serve_refuses_flags_that_do_not_fit_the_pattern,
+    );
 
-    let conclusion = libtest_mimic::run(&arguments, trials);
+    let conclusion = trials.run(&arguments);
     // Stop PostgreSQL before exiting: exit() would skip the drop.
     drop(suite);
     conclusion.exit();
-}
-
-/// A test: an async function of the suite, run on the shared runtime with a time limit.
-fn trial<F, Fut>(name: &str, runtime: &Arc<Runtime>, suite: &Arc<Suite>, test: F) -> Trial
-where
-    F: FnOnce(Arc<Suite>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<()>>,
-{
-    let (runtime, suite) = (runtime.clone(), suite.clone());
-    Trial::test(name, move || {
-        runtime.block_on(async move {
-            match tokio::time::timeout(TEST_TIMEOUT, test(suite)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Failed::from(format!("{error:#}"))),
-                Err(_) => Err(Failed::from(format!("timed out after {TEST_TIMEOUT:?}"))),
-            }
-        })
-    })
 }
 
 struct Suite {
@@ -160,10 +90,6 @@ struct Suite {
 }
 
 impl Suite {
-    fn binary() -> PathBuf {
-        PathBuf::from(env!("CARGO_BIN_EXE_commlab"))
-    }
-
     /// A fresh database in the shared server.
     async fn database(&self) -> Result<String> {
         let n = self.databases.fetch_add(1, Ordering::SeqCst);
@@ -191,7 +117,7 @@ impl Scenario {
             true => Some(NatsServer::launch().await?),
             false => None,
         };
-        let mut config = TopologyConfig::new(pattern, Suite::binary());
+        let mut config = TopologyConfig::new(pattern, commlab_binary());
         config.database_url = database_url;
         config.broker_url = nats.as_ref().map(NatsServer::url);
         config.products = PRODUCTS;
@@ -224,26 +150,60 @@ impl Scenario {
         Ok((status, response.json().await.unwrap_or_default()))
     }
 
-    /// A checkout that must be priced at once (`200`).
-    async fn priced_checkout(&self, product_id: i64) -> Result<Order> {
+    /// The body of a checkout that must answer `expected`.
+    async fn checkout_answering<T: DeserializeOwned>(
+        &self,
+        product_id: i64,
+        expected: StatusCode,
+    ) -> Result<T> {
         let (status, body) = self.checkout(product_id).await?;
         ensure!(
-            status == StatusCode::OK,
+            status == expected,
             "checkout answered {status}: {body}\n{}",
             self.logs()
         );
         Ok(serde_json::from_value(body)?)
     }
 
+    /// A checkout that must be priced at once (`200`).
+    async fn priced_checkout(&self, product_id: i64) -> Result<Order> {
+        self.checkout_answering(product_id, StatusCode::OK).await
+    }
+
     /// A checkout that must be accepted (`202`, `AsyncMessaging`).
     async fn accepted_checkout(&self, product_id: i64) -> Result<PendingOrder> {
+        self.checkout_answering(product_id, StatusCode::ACCEPTED)
+            .await
+    }
+
+    /// A checkout while something it needs is down: answered with one of
+    /// `refusals` within `within`, not left to the client's timeout. Its body.
+    async fn refused_checkout(
+        &self,
+        product_id: i64,
+        refusals: &[StatusCode],
+        within: Duration,
+    ) -> Result<serde_json::Value> {
+        let started = Instant::now();
         let (status, body) = self.checkout(product_id).await?;
-        ensure!(
-            status == StatusCode::ACCEPTED,
-            "checkout answered {status}: {body}\n{}",
-            self.logs()
-        );
-        Ok(serde_json::from_value(body)?)
+        ensure!(refusals.contains(&status), "{status}: {body}");
+        ensure!(started.elapsed() < within, "took {:?}", started.elapsed());
+        Ok(body)
+    }
+
+    /// Checks out `product_id` until its price is at `version`, within [`PROPAGATION`].
+    async fn eventually_priced_at(
+        &self,
+        what: &str,
+        product_id: i64,
+        version: i64,
+    ) -> Result<Order> {
+        eventually(what, PROPAGATION, || async {
+            let order = self.priced_checkout(product_id).await?;
+            Ok((order.version == version).then_some(order))
+        })
+        .await
+        .with_context(|| self.logs())
     }
 
     /// The order as priced, whether at once or through a completion event.
@@ -291,6 +251,10 @@ impl Scenario {
             subscriber,
             seen: Vec::new(),
         })
+    }
+
+    fn broker(&mut self) -> Result<&mut NatsServer> {
+        self.nats.as_mut().context("the pattern has no broker")
     }
 
     fn logs(&self) -> String {
@@ -385,11 +349,9 @@ async fn checkout_uses_the_current_price_and_sees_updates(
 
     if pattern.caches_prices() {
         // Propagation happens after catalog's answer: bounded, not immediate.
-        let order = eventually("the cache sees the change", PROPAGATION, || async {
-            let order = scenario.priced_checkout(3).await?;
-            Ok((order.version == change.version).then_some(order))
-        })
-        .await?;
+        let order = scenario
+            .eventually_priced_at("the cache sees the change", 3, change.version)
+            .await?;
         assert_priced_at(&order, &updated)?;
     } else {
         assert_priced_at(&scenario.order(3).await?, &updated)?;
@@ -425,21 +387,17 @@ async fn async_messaging_fails_fast_while_the_broker_is_down_and_recovers(
     suite: Arc<Suite>,
 ) -> Result<()> {
     let mut scenario = suite.scenario(Pattern::AsyncMessaging).await?;
-    scenario.nats.as_mut().context("a broker")?.stop().await?;
+    scenario.broker()?.stop().await?;
     // The client notices the lost connection at once on loopback.
-    let started = Instant::now();
-    let (status, body) = scenario.checkout(1).await?;
-    ensure!(
-        status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT,
-        "{status}: {body}"
-    );
-    ensure!(
-        started.elapsed() < Duration::from_millis(1500),
-        "took {:?}",
-        started.elapsed()
-    );
+    scenario
+        .refused_checkout(
+            1,
+            &[StatusCode::SERVICE_UNAVAILABLE, StatusCode::GATEWAY_TIMEOUT],
+            Duration::from_millis(1500),
+        )
+        .await?;
 
-    scenario.nats.as_mut().context("a broker")?.start().await?;
+    scenario.broker()?.start().await?;
     let product = scenario.product(1).await?;
     let order = eventually("orders is back once the broker is", PROPAGATION, || async {
         Ok(scenario.order(1).await.ok())
@@ -455,22 +413,18 @@ async fn direct_api_call_answers_503_quickly_while_catalog_is_down(
     scenario.priced_checkout(1).await?;
     scenario.topology.catalog.stop().await?;
     for _ in 0..3 {
-        let started = Instant::now();
-        let (status, body) = scenario.checkout(1).await?;
-        ensure!(
-            status == StatusCode::SERVICE_UNAVAILABLE,
-            "{status}: {body}"
-        );
+        let body = scenario
+            .refused_checkout(
+                1,
+                &[StatusCode::SERVICE_UNAVAILABLE],
+                Duration::from_millis(500),
+            )
+            .await?;
         ensure!(
             body["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("catalog")),
             "{body}"
-        );
-        ensure!(
-            started.elapsed() < Duration::from_millis(500),
-            "took {:?}",
-            started.elapsed()
         );
     }
     scenario.topology.catalog.start().await?;
@@ -481,17 +435,13 @@ async fn async_polling_answers_503_quickly_while_catalog_is_down(suite: Arc<Suit
     let mut scenario = suite.scenario(Pattern::AsyncPolling).await?;
     scenario.priced_checkout(1).await?;
     scenario.topology.catalog.kill().await?;
-    let started = Instant::now();
-    let (status, body) = scenario.checkout(1).await?;
-    ensure!(
-        status == StatusCode::SERVICE_UNAVAILABLE,
-        "{status}: {body}"
-    );
-    ensure!(
-        started.elapsed() < Duration::from_millis(500),
-        "took {:?}",
-        started.elapsed()
-    );
+    scenario
+        .refused_checkout(
+            1,
+            &[StatusCode::SERVICE_UNAVAILABLE],
+            Duration::from_millis(500),
+        )
+        .await?;
     scenario.topology.catalog.start().await?;
     scenario.priced_checkout(1).await.map(drop)
 }
@@ -499,7 +449,7 @@ async fn async_polling_answers_503_quickly_while_catalog_is_down(suite: Arc<Suit
 async fn cache_with_update_events_rides_out_a_broker_outage(suite: Arc<Suite>) -> Result<()> {
     let mut scenario = suite.scenario(Pattern::CacheWithUpdateEvents).await?;
     let product = scenario.product(9).await?;
-    scenario.nats.as_mut().context("a broker")?.stop().await?;
+    scenario.broker()?.stop().await?;
 
     // orders serves from its cache; catalog commits changes and keeps their
     // events until the broker is back.
@@ -507,16 +457,15 @@ async fn cache_with_update_events_rides_out_a_broker_outage(suite: Arc<Suite>) -
     let change = scenario.set_price(9, product.price_cents + 9).await?;
     assert_priced_at(&scenario.priced_checkout(9).await?, &product)?;
 
-    scenario.nats.as_mut().context("a broker")?.start().await?;
-    eventually(
-        "the change reaches orders after the outage",
-        PROPAGATION,
-        || async {
-            Ok((scenario.priced_checkout(9).await?.version == change.version).then_some(()))
-        },
-    )
-    .await
-    .with_context(|| scenario.logs())
+    scenario.broker()?.start().await?;
+    scenario
+        .eventually_priced_at(
+            "the change reaches orders after the outage",
+            9,
+            change.version,
+        )
+        .await
+        .map(drop)
 }
 
 async fn cache_with_update_events_serves_while_catalog_is_down(suite: Arc<Suite>) -> Result<()> {
@@ -538,14 +487,13 @@ async fn cache_with_update_events_replays_prices_when_orders_restarts(
         scenario.set_price(6, product.price_cents + step).await?;
     }
     let updated = scenario.product(6).await?;
-    eventually("orders sees the last change", PROPAGATION, || async {
-        Ok((scenario.priced_checkout(6).await?.version == updated.version).then_some(()))
-    })
-    .await?;
+    scenario
+        .eventually_priced_at("orders sees the last change", 6, updated.version)
+        .await?;
 
     // The stream keeps one message per product: its price list.
-    let nats = scenario.nats.as_ref().context("a broker")?;
-    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+    let jetstream =
+        async_nats::jetstream::new(async_nats::connect(scenario.broker()?.url()).await?);
     let info = jetstream
         .get_stream(CATALOG_PRICES_STREAM)
         .await?
@@ -579,10 +527,10 @@ async fn cache_with_api_updates_pushes_after_catalog_is_killed_and_restarted(
     scenario.topology.catalog.start().await?;
     // catalog kept its subscribers in its database.
     let change = scenario.set_price(8, product.price_cents + 5).await?;
-    eventually("the push reaches orders", PROPAGATION, || async {
-        Ok((scenario.priced_checkout(8).await?.version == change.version).then_some(()))
-    })
-    .await
+    scenario
+        .eventually_priced_at("the push reaches orders", 8, change.version)
+        .await
+        .map(drop)
 }
 
 async fn shared_data_answers_503_while_the_database_is_down_and_recovers(
@@ -596,17 +544,13 @@ async fn shared_data_answers_503_while_the_database_is_down_and_recovers(
     assert_priced_at(&scenario.priced_checkout(1).await?, &product)?;
 
     postgres.kill().await?;
-    let started = Instant::now();
-    let (status, body) = scenario.checkout(1).await?;
-    ensure!(
-        status == StatusCode::SERVICE_UNAVAILABLE,
-        "{status}: {body}"
-    );
-    ensure!(
-        started.elapsed() < Duration::from_millis(1500),
-        "took {:?}",
-        started.elapsed()
-    );
+    scenario
+        .refused_checkout(
+            1,
+            &[StatusCode::SERVICE_UNAVAILABLE],
+            Duration::from_millis(1500),
+        )
+        .await?;
 
     postgres.start().await?;
     let order = eventually("orders reconnects to the database", PROPAGATION, || async {
@@ -616,18 +560,23 @@ async fn shared_data_answers_503_while_the_database_is_down_and_recovers(
     assert_priced_at(&order, &product)
 }
 
-fn serve_refuses_flags_that_do_not_fit_the_pattern() -> Result<()> {
-    let output = std::process::Command::new(Suite::binary())
-        .args([
-            "serve",
-            "orders",
-            "--pattern",
-            "DirectApiCall",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+/// `commlab serve` with `args`, without the catalog URL a shell may export.
+fn commlab_serve(args: &[&str]) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(commlab_binary())
+        .arg("serve")
+        .args(args)
         .env_remove("COMMLAB_CATALOG_URL")
-        .output()?;
+        .output()?)
+}
+
+async fn serve_refuses_flags_that_do_not_fit_the_pattern(_: Arc<Suite>) -> Result<()> {
+    let output = commlab_serve(&[
+        "orders",
+        "--pattern",
+        "DirectApiCall",
+        "--listen",
+        "127.0.0.1:0",
+    ])?;
     ensure!(
         !output.status.success(),
         "orders started without --catalog-url"
@@ -638,16 +587,13 @@ fn serve_refuses_flags_that_do_not_fit_the_pattern() -> Result<()> {
         "{stderr}"
     );
 
-    let output = std::process::Command::new(Suite::binary())
-        .args([
-            "serve",
-            "catalog",
-            "--pattern",
-            "Carrier",
-            "--database-url",
-            "postgres://x",
-        ])
-        .output()?;
+    let output = commlab_serve(&[
+        "catalog",
+        "--pattern",
+        "Carrier",
+        "--database-url",
+        "postgres://x",
+    ])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
         !output.status.success() && stderr.contains("unknown pattern"),
