@@ -252,29 +252,14 @@ impl Sender {
     /// Dispatches every checkout when it is due; returns where the schedule
     /// ended (its duration, or the first checkout not sent when stopped).
     pub(super) fn run(self) -> Duration {
-        let shared = Arc::new(Shared {
-            orders: self.orders.clone(),
-            origin: self.origin,
-            counters: self.counters.clone(),
-            records: self.records.clone(),
-        });
-        let len = self.schedule.len();
-        let quantum = QUANTUM;
-        let mut last_wake = Instant::now();
+        let shared = self.shared();
         let mut next = 0u64;
+        let mut last_wake = Instant::now();
         loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return self.schedule.offset(next).min(self.schedule.duration());
+            if let Some(end) = self.dispatch_due(&shared, &mut next) {
+                return end;
             }
-            let due = self.schedule.due_by(self.origin.elapsed());
-            while next < due {
-                self.dispatch(&shared, next);
-                next += 1;
-            }
-            if next >= len {
-                return self.schedule.duration();
-            }
-            let wake = (self.origin + self.schedule.offset(next)).max(last_wake + quantum);
+            let wake = (self.origin + self.schedule.offset(next)).max(last_wake + QUANTUM);
             let now = Instant::now();
             if wake > now {
                 std::thread::sleep((wake - now).min(STOP_CHECK));
@@ -286,29 +271,38 @@ impl Sender {
     /// The same schedule kept by a task on the runtime with tokio's timer
     /// (whole milliseconds): checkouts due within a millisecond go together.
     pub(super) async fn run_in_runtime(self) -> Duration {
-        let shared = Arc::new(Shared {
-            orders: self.orders.clone(),
-            origin: self.origin,
-            counters: self.counters.clone(),
-            records: self.records.clone(),
-        });
-        let len = self.schedule.len();
+        let shared = self.shared();
         let mut next = 0u64;
         loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return self.schedule.offset(next).min(self.schedule.duration());
-            }
-            let due = self.schedule.due_by(self.origin.elapsed());
-            while next < due {
-                self.dispatch(&shared, next);
-                next += 1;
-            }
-            if next >= len {
-                return self.schedule.duration();
+            if let Some(end) = self.dispatch_due(&shared, &mut next) {
+                return end;
             }
             let wake = self.origin + self.schedule.offset(next);
             tokio::time::sleep_until(wake.min(Instant::now() + STOP_CHECK).into()).await;
         }
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            orders: self.orders.clone(),
+            origin: self.origin,
+            counters: self.counters.clone(),
+            records: self.records.clone(),
+        })
+    }
+
+    /// Sends every checkout due by now, from `next` on. Returns where the
+    /// schedule ended once it is stopped or every checkout was sent.
+    fn dispatch_due(&self, shared: &Arc<Shared>, next: &mut u64) -> Option<Duration> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Some(self.schedule.offset(*next).min(self.schedule.duration()));
+        }
+        let due = self.schedule.due_by(self.origin.elapsed());
+        while *next < due {
+            self.dispatch(shared, *next);
+            *next += 1;
+        }
+        (*next >= self.schedule.len()).then(|| self.schedule.duration())
     }
 
     fn dispatch(&self, shared: &Arc<Shared>, i: u64) {
