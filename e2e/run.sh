@@ -141,6 +141,8 @@ report() {
   local status=$1
   echo
   k get cpat,pcmp --namespace "$EXPERIMENT_NS" || true
+  # BEST is one axis; the rankings show how close the others came.
+  k get pcmp --namespace "$EXPERIMENT_NS" -o jsonpath='{range .items[*]}{"\n"}{.metadata.name}, per axis, best first:{"\n"}{range .status.rankings[*]}  {.axis}: {.order}{"\n"}{end}{end}' || true
   if ((status == 0)); then
     log "every experiment Completed in ${SECONDS}s"
   else
