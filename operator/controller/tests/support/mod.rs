@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use commlab_api::CommunicationPattern;
+use commlab_api::{CommunicationPattern, CommunicationPatternStatus, Phase};
 use commlab_e2e::poll_until;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
@@ -75,17 +75,11 @@ pub async fn wait_ready(
     name: &str,
     timeout: Duration,
 ) -> anyhow::Result<CommunicationPattern> {
-    let api: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
-    poll_until(timeout, &format!("{name} to be Ready"), || async {
-        let cp = api.get(name).await?;
-        let status = cp.status.as_ref();
-        let current = status.and_then(|s| s.observed_generation) == cp.metadata.generation;
-        let ready = status.is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        });
-        Ok((current && ready).then_some(cp))
+    wait_current(client, ns, name, timeout, " to be Ready", |status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
     })
     .await
 }
@@ -97,17 +91,34 @@ pub async fn wait_experiment_settled(
     name: &str,
     timeout: Duration,
 ) -> anyhow::Result<CommunicationPattern> {
+    wait_current(
+        client,
+        ns,
+        name,
+        timeout,
+        "'s experiment to end",
+        |status| matches!(status.phase, Some(Phase::Completed | Phase::Failed)),
+    )
+    .await
+}
+
+/// Polls the pattern until its status is of the latest generation (so it
+/// cannot be a leftover of the previous spec) and `holds` is true of it.
+async fn wait_current(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    holds: impl Fn(&CommunicationPatternStatus) -> bool,
+) -> anyhow::Result<CommunicationPattern> {
     let api: Api<CommunicationPattern> = Api::namespaced(client.clone(), ns);
-    poll_until(timeout, &format!("{name}'s experiment to end"), || async {
+    poll_until(timeout, &format!("{name}{what}"), || async {
         let cp = api.get(name).await?;
-        let phase = cp.status.as_ref().and_then(|s| s.phase);
-        let ended = matches!(
-            phase,
-            Some(commlab_api::Phase::Completed | commlab_api::Phase::Failed)
-        );
-        let current =
-            cp.status.as_ref().and_then(|s| s.observed_generation) == cp.metadata.generation;
-        Ok((ended && current).then_some(cp))
+        let settled = cp.status.as_ref().is_some_and(|status| {
+            status.observed_generation == cp.metadata.generation && holds(status)
+        });
+        Ok(settled.then_some(cp))
     })
     .await
 }
