@@ -52,11 +52,7 @@ pub async fn apply_established(
 pub async fn install_commlab_crds(client: &Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in commlab_api::crds() {
-        let mut body = serde_json::to_value(&crd)?;
-        // `crds()` leaves out the type meta that an apply needs.
-        body["apiVersion"] = "apiextensions.k8s.io/v1".into();
-        body["kind"] = "CustomResourceDefinition".into();
-        apply_established(&crds, &crd.name_any(), &body).await?;
+        apply_established(&crds, &crd.name_any(), &crd).await?;
     }
     Ok(())
 }
