@@ -35,6 +35,10 @@ need_go() {
 }
 
 have() { [[ -x "$(component_bin "$1")" ]]; }
+all_have() {
+  local c
+  for c in "$@"; do have "$c" || return 1; done
+}
 
 # timed NAME CMD...: run a build step and report how long it took.
 timed() {
@@ -98,7 +102,7 @@ kube_ldflags() {
 
 build_kube() {
   local missing=() c
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for c in "${KUBE_COMPONENTS[@]}"; do
     have "$c" || missing+=("$c")
   done
   ((${#missing[@]})) || return 0
@@ -144,8 +148,10 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
     # tidy reads tools.go (it considers every build tag) and fills go.sum.
@@ -178,14 +184,21 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+build_coredns() {
+  # Only the plugins in CoreDNS's default plugin.cfg; the node's Corefile
+  # uses kubernetes, cache, errors, health and ready.
+  GOBIN="$(component_dir coredns)" go install -trimpath \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
 total_start=$(date +%s)
-for step in kube etcd kwok helm; do
+for step in kube etcd kwok helm coredns; do
   case "$step" in
     kube)
-      if have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl; then
+      if all_have "${KUBE_COMPONENTS[@]}"; then
         log "kubernetes $KUBE_VERSION: cached"
       else
-        timed "kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)" build_kube
+        timed "kubernetes $KUBE_VERSION (${KUBE_COMPONENTS[*]})" build_kube
       fi
       ;;
     *)

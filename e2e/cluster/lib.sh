@@ -22,13 +22,17 @@ HELM_VERSION="v3.22.0"
 BIN_ROOT="$COMMLAB_CACHE/bin"
 SRC_ROOT="$COMMLAB_CACHE/src"
 
+# shellcheck disable=SC2034
+COREDNS_VERSION="v1.12.4"
+
 # component_version NAME: the version a component is built at.
 component_version() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBE_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy) echo "$KUBE_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     *) echo "unknown component: $1" >&2; return 1 ;;
   esac
 }
@@ -47,7 +51,9 @@ component_bin() {
   echo "$dir/$1"
 }
 
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+# The commands built from one k8s.io/kubernetes wrapper module (one go build).
+KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+COMPONENTS=("${KUBE_COMPONENTS[@]}" etcd kwok helm coredns)
 
 # lock NAME: hold an exclusive lock on $COMMLAB_CACHE/NAME.lock (fd 9) until
 # the script exits, so concurrent runs of the same script take turns.
@@ -75,11 +81,56 @@ KUBECONFIG_PATH="$COMMLAB_CLUSTER_DIR/admin.kubeconfig"
 PID_DIR="$COMMLAB_CLUSTER_DIR/pids"
 # shellcheck disable=SC2034
 PORTS_FILE="$COMMLAB_CLUSTER_DIR/ports.env"
+# What clients of the real node need (e2e/run.sh local): its name, address,
+# taint, containerd socket; beside the admin kubeconfig.
+# shellcheck disable=SC2034
+NODE_ENV="$COMMLAB_CLUSTER_DIR/node.env"
 # shellcheck disable=SC2034
 LOG_DIR="$COMMLAB_CLUSTER_DIR/logs"
 # Processes up.sh starts, in start order (down.sh stops them in reverse).
 # shellcheck disable=SC2034
-PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd coredns kubelet kube-proxy)
+
+# process_bin NAME: the executable up.sh starts for NAME (containerd is
+# Debian's; everything else is built by build.sh).
+process_bin() {
+  case "$1" in
+    containerd) echo /usr/bin/containerd ;;
+    *) component_bin "$1" ;;
+  esac
+}
+
+# --- addresses ---
+# The real node: a bridge whose address is the node's IP, serving the pods'
+# subnet. The API server, CoreDNS and the kubelet listen on that address so
+# that pods can reach them. kwok's fake pods get (unrouted) addresses from
+# POD_CIDR; Services get theirs from SERVICE_CIDR. Nothing here is routed off
+# the machine: up.sh adds blackhole routes for all three ranges.
+# shellcheck disable=SC2034
+NODE_NAME="commlab-node"
+# shellcheck disable=SC2034
+NODE_BRIDGE="commlab0"
+# shellcheck disable=SC2034
+NODE_IP="10.245.0.1"
+# shellcheck disable=SC2034
+NODE_SUBNET="10.245.0.0/24"
+# shellcheck disable=SC2034
+NODE_RANGE="10.245.0.0/16"
+# shellcheck disable=SC2034
+SERVICE_CIDR="10.96.0.0/16"
+# shellcheck disable=SC2034
+SERVICE_IP="10.96.0.1"
+# shellcheck disable=SC2034
+POD_CIDR="10.244.0.0/16"
+# Pods go to the real node only when they tolerate this taint, or when
+# e2e/run.sh local lifts it: the kwok tests keep their fake nodes.
+# shellcheck disable=SC2034
+NODE_TAINT="commlab.dev/real-node"
+# shellcheck disable=SC2034
+CONTAINERD_SOCK="$COMMLAB_CLUSTER_DIR/containerd/containerd.sock"
+# The pods' sandbox image, built by e2e/images/build.sh and imported by up.sh.
+# shellcheck disable=SC2034
+PAUSE_IMAGE="localhost/commlab/pause:3.10"
 
 # recorded_pid NAME: the pid up.sh recorded for NAME if that pid is still the
 # binary up.sh started (same executable path); nothing otherwise.

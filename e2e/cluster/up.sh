@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Starts a real Kubernetes control plane on loopback, without containers:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and kwok
-# playing the kubelet for fake nodes. Idempotent: when the cluster is already
-# up and healthy it only prints the kubeconfig path.
+# Starts a real Kubernetes cluster on this machine: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok playing the kubelet for fake
+# nodes, and one real node (containerd, kubelet, kube-proxy, CoreDNS; see
+# node.sh) whose pods run in containers on a bridge. Idempotent: when the
+# cluster is already up and healthy it only prints the kubeconfig path.
+#
+# Needs root: the node changes the host (a bridge, routes, iptables chains,
+# sysctls, a cgroup mount); each change is journaled (host.sh) and reverted
+# by down.sh.
 #
 # The admin kubeconfig's path is the last line of stdout; logs go to stderr.
 # Binaries come from build.sh; state, logs and pids live in
@@ -11,6 +16,10 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=host.sh
+source "$CLUSTER_SCRIPT_DIR/host.sh"
+# shellcheck source-path=SCRIPTDIR source=node.sh
+source "$CLUSTER_SCRIPT_DIR/node.sh"
 
 # One up.sh or down.sh at a time (the lock is released when the script exits).
 lock cluster
@@ -18,12 +27,9 @@ lock cluster
 # How many fake nodes to register; each fits 200 pods, 32 CPUs, 128 GiB.
 FAKE_NODES="${COMMLAB_FAKE_NODES:-2}"
 START_TIMEOUT="${COMMLAB_START_TIMEOUT:-60}"
-SERVICE_CIDR="10.96.0.0/16"
-SERVICE_IP="10.96.0.1"
-POD_CIDR="10.244.0.0/16"
 
 for c in "${PROCESSES[@]}" kubectl; do
-  [[ -x "$(component_bin "$c")" ]] || die "$(component_bin "$c") is missing; run e2e/cluster/build.sh first"
+  [[ -x "$(process_bin "$c")" ]] || die "$(process_bin "$c") is missing; run e2e/cluster/build.sh first"
 done
 command -v openssl >/dev/null || die "openssl is required"
 command -v curl >/dev/null || die "curl is required"
@@ -40,7 +46,7 @@ apiserver_ready() {
   local APISERVER_PORT
   APISERVER_PORT="$(sed -n 's/^APISERVER_PORT=//p' "$PORTS_FILE")"
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
+    "https://$NODE_IP:$APISERVER_PORT/readyz" >/dev/null
 }
 
 cluster_healthy() {
@@ -89,28 +95,30 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# --- ports: ask the kernel for free loopback ports, all distinct ---
-read -r ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT CONTROLLER_MANAGER_PORT SCHEDULER_PORT KWOK_PORT < <(
-  python3 - <<'PY'
-import socket
+# --- the host: bridge, routes, sysctls, mounts (journaled for down.sh) ---
+node_host_prepare
+log "host prepared: bridge $NODE_BRIDGE $NODE_IP, blackhole routes for $SERVICE_CIDR $POD_CIDR $NODE_RANGE ($(elapsed))"
+
+# --- ports: ask the kernel for free ports, all distinct (a port free on
+# loopback is free on the node's address too: nothing else listens there) ---
+PORT_NAMES=(ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT CONTROLLER_MANAGER_PORT SCHEDULER_PORT KWOK_PORT
+  KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT COREDNS_HEALTH_PORT COREDNS_READY_PORT)
+read -r "${PORT_NAMES[@]}" < <(
+  python3 - "${#PORT_NAMES[@]}" <<'PY'
+import socket, sys
 socks = []
-for _ in range(6):
+for _ in range(int(sys.argv[1])):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 )
-cat >"$PORTS_FILE" <<EOF
-ETCD_CLIENT_PORT=$ETCD_CLIENT_PORT
-ETCD_PEER_PORT=$ETCD_PEER_PORT
-APISERVER_PORT=$APISERVER_PORT
-CONTROLLER_MANAGER_PORT=$CONTROLLER_MANAGER_PORT
-SCHEDULER_PORT=$SCHEDULER_PORT
-KWOK_PORT=$KWOK_PORT
-EOF
-log "ports: etcd $ETCD_CLIENT_PORT (peer $ETCD_PEER_PORT), kube-apiserver $APISERVER_PORT, kube-controller-manager $CONTROLLER_MANAGER_PORT, kube-scheduler $SCHEDULER_PORT, kwok $KWOK_PORT"
-APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+for name in "${PORT_NAMES[@]}"; do echo "$name=${!name}"; done >"$PORTS_FILE"
+log "ports: etcd $ETCD_CLIENT_PORT (peer $ETCD_PEER_PORT), kube-apiserver $APISERVER_PORT, kube-controller-manager $CONTROLLER_MANAGER_PORT, kube-scheduler $SCHEDULER_PORT, kwok $KWOK_PORT, kubelet $KUBELET_PORT"
+# Pods reach the API server through the kubernetes Service, which points at
+# the advertised address: the node's.
+APISERVER_URL="https://$NODE_IP:$APISERVER_PORT"
 
 # --- PKI: a cluster CA, the apiserver serving cert, client certs, SA keys ---
 # ECDSA P-256 keys: generated in milliseconds (RSA takes seconds on a busy
@@ -139,7 +147,7 @@ openssl req -x509 -key "$PKI/ca.key" -out "$PKI/ca.crt" -days 365 -sha256 \
 sign apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 sign admin "/O=system:masters/CN=commlab-admin" "$client_ext"
 # The apiserver's identity towards aggregated API servers; publishing the
 # request-header CA also lets the controller manager and the scheduler
@@ -151,7 +159,6 @@ sign kube-scheduler "/CN=system:kube-scheduler" "$client_ext"
 # kubelet to its own node, so kwok gets cluster-admin instead.
 sign kwok "/O=system:masters/CN=kwok" "$client_ext"
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-log "pki ready ($(elapsed))"
 
 # write_kubeconfig FILE USER: a kubeconfig with the CA and USER's cert embedded.
 write_kubeconfig() {
@@ -182,6 +189,8 @@ write_kubeconfig "$KUBECONFIG_PATH" admin
 for user in kube-controller-manager kube-scheduler kwok; do
   write_kubeconfig "$COMMLAB_CLUSTER_DIR/$user.kubeconfig" "$user"
 done
+node_pki
+log "pki ready ($(elapsed))"
 
 # start NAME ARGS...: start a component in its own session, logging to
 # $LOG_DIR/NAME.log, and record "pid executable" in $PID_DIR/NAME.pid.
@@ -190,7 +199,7 @@ done
 start() {
   local name="$1" bin pid
   shift
-  bin="$(component_bin "$name")"
+  bin="$(process_bin "$name")"
   # Close fd 3 (our stderr) and fd 9 (the lock) in the child: a daemon holding
   # them would keep pipes open and the lock taken.
   setsid "$bin" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 9>&- &
@@ -216,6 +225,17 @@ healthy() {
   curl -sf --max-time 2 "$@" "$url"
 }
 
+# healthy_cmd NAME CMD...: the process is alive and CMD succeeds.
+healthy_cmd() {
+  local name="$1"
+  shift
+  if [[ -z "$(recorded_pid "$name")" ]]; then
+    log "$name exited; see $LOG_DIR/$name.log" 2>&3
+    return 3
+  fi
+  "$@"
+}
+
 # --- etcd ---
 start etcd \
   --name=commlab \
@@ -231,14 +251,17 @@ wait_until "$START_TIMEOUT" "etcd /health" healthy etcd "http://127.0.0.1:$ETCD_
 log "etcd ready ($(elapsed))"
 
 # --- kube-apiserver ---
-# Only loopback addresses exist here, and Endpoints may not hold loopback IPs,
-# so the apiserver does not publish itself in the `kubernetes` Service
-# (--endpoint-reconciler-type=none); clients use the kubeconfig's URL.
+# On the node's address, which it publishes in the `kubernetes` Service, so
+# that pods (the operator, the runner) reach it. It reaches the kubelet by the
+# node's InternalIP and checks the kubelet's certificate against the CA.
 start kube-apiserver \
   --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
-  --endpoint-reconciler-type=none \
+  --bind-address="$NODE_IP" \
+  --advertise-address="$NODE_IP" \
+  --kubelet-preferred-address-types=InternalIP \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority="$PKI/ca.crt" \
   --secure-port="$APISERVER_PORT" \
   --tls-cert-file="$PKI/apiserver.crt" \
   --tls-private-key-file="$PKI/apiserver.key" \
@@ -308,6 +331,17 @@ wait_until "$START_TIMEOUT" "kube-scheduler /readyz" \
 wait_until "$START_TIMEOUT" "kwok /healthz" healthy kwok "http://127.0.0.1:$KWOK_PORT/healthz"
 log "kube-controller-manager, kube-scheduler, kwok ready ($(elapsed))"
 
+# --- the real node (node.sh) ---
+node_rbac
+node_start_containerd
+node_import_pause
+node_start_coredns
+node_start_kubelet
+node_start_kube_proxy
+node_wait_ready
+node_write_env
+log "node $NODE_NAME Ready, kube-proxy and CoreDNS serving ($(elapsed))"
+
 # --- fake nodes, managed by kwok ---
 for i in $(seq 0 $((FAKE_NODES - 1))); do
   cat <<EOF
@@ -332,7 +366,7 @@ status:
 EOF
 done | kubectl_admin apply -f - >&2
 wait_until "$START_TIMEOUT" "fake nodes Ready" \
-  kubectl_admin wait --for=condition=Ready node --all --timeout=2s
+  kubectl_admin wait --for=condition=Ready node --selector=type=kwok --timeout=2s
 # The controller manager is doing its job once the default namespace has its
 # ServiceAccount (pods cannot be created before).
 wait_until "$START_TIMEOUT" "the default ServiceAccount" kubectl_admin get serviceaccount default -n default
