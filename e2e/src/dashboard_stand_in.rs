@@ -13,7 +13,15 @@
 //!   "already exists" is not one of the errors the dashboard maps);
 //! - `GET /api/experiments?namespace=&name=&kind=` lists
 //!   `{namespace, name, kind, uid, created_at, status}` straight from the
-//!   "cluster";
+//!   "cluster", `status` being the dashboard's summary of Chaos Mesh's
+//!   conditions (`pkg/status/status.go`): what the stand-in's Chaos Mesh
+//!   did with it ([`ChaosMeshActs`]), `running` by default;
+//! - `GET /api/events?object_id=<uid>&namespace=` lists the Kubernetes
+//!   Events collected for an experiment, `{id, object_id, created_at,
+//!   namespace, name, kind, type, reason, message}`
+//!   (`pkg/dashboard/apiserver/event/event.go`, `core/event.go`): a
+//!   failed injection is Chaos Mesh's `Warning` `Failed` "Failed to apply
+//!   chaos: <reason>" (`controllers/utils/recorder/error.go`);
 //! - `GET` and `DELETE /api/experiments/{uid}` look the uid up in the
 //!   dashboard's archive, which learns about new experiments a little
 //!   later (`archive_lag`), and answer `404` until then;
@@ -56,6 +64,50 @@ pub struct Experiment {
     /// archive keeps it).
     pub in_cluster: bool,
     pub body: Value,
+    /// The dashboard's status of it: `running`, `injecting`, ...
+    pub status: String,
+    /// The Kubernetes Events the dashboard collected about it.
+    pub events: Vec<Value>,
+}
+
+/// What the stand-in's Chaos Mesh does with each new experiment. No Chaos
+/// Mesh runs here: this is how a test says what it would have done.
+#[derive(Clone, Debug, Default)]
+pub enum ChaosMeshActs {
+    /// Injects it at once: the dashboard reports it `running`.
+    #[default]
+    Injects,
+    /// Never gets to it, as when its controller is not running: the
+    /// dashboard reports it `injecting` and no event explains why.
+    Ignores,
+    /// Fails to inject it, as chaos-daemon does on a kernel without netem:
+    /// the dashboard reports it `injecting` for ever, and Chaos Mesh's
+    /// Warning event says why.
+    FailsToApply(String),
+}
+
+impl ChaosMeshActs {
+    /// The status and events of an experiment this Chaos Mesh acted on.
+    fn on(&self, uid: &str, body: &Value) -> (String, Vec<Value>) {
+        match self {
+            ChaosMeshActs::Injects => ("running".into(), Vec::new()),
+            ChaosMeshActs::Ignores => ("injecting".into(), Vec::new()),
+            ChaosMeshActs::FailsToApply(reason) => {
+                let event = json!({
+                    "id": 1,
+                    "object_id": uid,
+                    "created_at": "2026-01-01T00:00:01Z",
+                    "namespace": body["metadata"]["namespace"],
+                    "name": body["metadata"]["name"],
+                    "kind": body["kind"],
+                    "type": "Warning",
+                    "reason": "Failed",
+                    "message": format!("Failed to apply chaos: {reason}"),
+                });
+                ("injecting".into(), vec![event])
+            }
+        }
+    }
 }
 
 /// A request as the stand-in received it.
@@ -99,6 +151,7 @@ pub struct StandIn {
     experiments: Mutex<Vec<Experiment>>,
     seen: Mutex<Vec<Seen>>,
     answer: Mutex<Option<Override>>,
+    chaos_mesh: Mutex<ChaosMeshActs>,
 }
 
 pub type Shared = Arc<StandIn>;
@@ -121,7 +174,13 @@ impl StandIn {
             experiments: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             answer: Mutex::new(None),
+            chaos_mesh: Mutex::new(ChaosMeshActs::default()),
         })
+    }
+
+    /// What Chaos Mesh does with the experiments created from now on.
+    pub fn chaos_mesh(&self, acts: ChaosMeshActs) {
+        *self.chaos_mesh.lock().unwrap() = acts;
     }
 
     /// The usual stand-in: security mode on, `token` may manage chaos in
@@ -166,6 +225,8 @@ impl StandIn {
             archived_at: Instant::now(),
             in_cluster: true,
             body,
+            status: "running".into(),
+            events: Vec::new(),
         });
         uid
     }
@@ -342,14 +403,18 @@ async fn create(
             ),
         );
     }
+    let uid = uuid::Uuid::new_v4().to_string();
+    let (status, events) = stand_in.chaos_mesh.lock().unwrap().on(&uid, &body);
     experiments.push(Experiment {
-        uid: uuid::Uuid::new_v4().to_string(),
+        uid,
         namespace,
         name,
         kind,
         archived_at: Instant::now() + stand_in.archive_lag,
         in_cluster: true,
         body: body.clone(),
+        status,
+        events,
     });
     (StatusCode::OK, axum::Json(body)).into_response()
 }
@@ -389,7 +454,7 @@ async fn list(
                 "kind": e.kind,
                 "uid": e.uid,
                 "created_at": "2026-01-01T00:00:00Z",
-                "status": "running",
+                "status": e.status,
             })
         })
         .collect();
@@ -416,7 +481,7 @@ async fn detail(
         "kind": experiment.kind,
         "uid": experiment.uid,
         "created_at": "2026-01-01T00:00:00Z",
-        "status": "running",
+        "status": experiment.status,
         "kube_object": {
             "apiVersion": "chaos-mesh.org/v1alpha1",
             "kind": experiment.kind,
@@ -452,11 +517,33 @@ async fn delete(
     (StatusCode::OK, axum::Json(json!({ "status": "success" }))).into_response()
 }
 
+async fn events(
+    State(stand_in): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = stand_in
+        .admit(&Method::GET, "/api/events".into(), &headers, &query, None)
+        .await
+    {
+        return response;
+    }
+    let object = query.get("object_id").cloned().unwrap_or_default();
+    let listed: Vec<Value> = stand_in
+        .experiments()
+        .into_iter()
+        .filter(|e| object.is_empty() || e.uid == object)
+        .flat_map(|e| e.events)
+        .collect();
+    (StatusCode::OK, axum::Json(Value::Array(listed))).into_response()
+}
+
 /// Serves the stand-in on a free loopback port; returns its base URL.
 pub async fn serve(stand_in: Shared) -> String {
     let app = Router::new()
         .route("/api/experiments", get(list).post(create))
         .route("/api/experiments/{uid}", get(detail).delete(delete))
+        .route("/api/events", get(events))
         .with_state(stand_in);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use commlab_api::{Fault, FaultKind, Target};
+use tokio::time::Instant;
 
 use crate::ChaosError;
 
@@ -14,9 +15,13 @@ use crate::ChaosError;
 /// For each [`Fault`] of `spec.chaos`, on the run's timeline:
 ///
 /// 1. at `fault.at`, [`inject`](FaultBackend::inject) it and keep the
-///    returned [`ActiveFault`];
+///    returned [`ActiveFault`], whose [`Injection`] says whether the
+///    backend confirmed it in force, and since when, or why it was not
+///    applied;
 /// 2. at `fault.at + fault.duration`, [`recover`](FaultBackend::recover) it,
-///    for every kind of fault, `Kill` included (see below);
+///    for every kind of fault, `Kill` included (see below); a fault that
+///    was not applied is recovered at once instead, to undo whatever part
+///    of it took effect, and its window is not judged;
 /// 3. once the run ends, whether it succeeded, failed or was cancelled,
 ///    [`cleanup`](FaultBackend::cleanup), which undoes whatever is still
 ///    injected.
@@ -43,28 +48,43 @@ use crate::ChaosError;
 ///   jitter, `partition`) whose `duration` is the fault's, selecting the
 ///   target's pods by their `app.kubernetes.io/*` labels, named after the
 ///   experiment and `fault.name`, labelled as managed by commlab (see
-///   [`chaos_mesh`](crate::chaos_mesh)). It returns
-///   [`FaultHandle::ChaosMeshObject`]; `recover` deletes that object (Chaos
-///   Mesh then undoes the fault if its duration has not already run out)
-///   and `cleanup` deletes every object with the experiment's labels.
+///   [`chaos_mesh`](crate::chaos_mesh)), then reads Chaos Mesh's status of
+///   it until Chaos Mesh reports every selected pod injected or an
+///   injection failed (see [`chaos_mesh_status`](crate::chaos_mesh_status)).
+///   It returns [`FaultHandle::ChaosMeshObject`]; `recover` deletes that
+///   object (Chaos Mesh then undoes the fault if its duration has not
+///   already run out) and waits until Chaos Mesh reports it undone or lets
+///   the object go; `cleanup` deletes every object with the experiment's
+///   labels.
 /// - [`DashboardBackend`](crate::DashboardBackend), over the Chaos Mesh
 ///   dashboard's HTTP API: `inject` is `POST /api/experiments` with the
-///   same object, returning [`FaultHandle::DashboardExperiment`] with the
-///   experiment's `uid`; `recover` is `DELETE /api/experiments/{uid}`;
-///   `cleanup` deletes what it injected and the namespace's experiments
-///   labelled as this experiment's.
+///   same object, then the dashboard's summary of its status (`running`)
+///   and its events for the reason of a failure, returning
+///   [`FaultHandle::DashboardExperiment`] with the experiment's `uid`;
+///   `recover` is `DELETE /api/experiments/{uid}`, then waits until the
+///   dashboard no longer lists it; `cleanup` deletes what it injected and
+///   the namespace's experiments labelled as this experiment's.
 ///
 /// Both cluster backends return errors as [`ChaosError`] variants of their
 /// own, each with a bounded [`ChaosError::category`].
 ///
 /// # Contract
 ///
-/// - `inject` either applies the fault and returns `Ok`, or returns an error
-///   and leaves the target as it was as far as it can. A fault the backend
-///   cannot apply to that target is [`ChaosError::Unsupported`], returned
+/// - `inject` returns `Ok` once the backend knows what became of the fault:
+///   [`Injection::InForce`] when it confirmed the fault in force (a cluster
+///   backend from Chaos Mesh's own status), [`Injection::NotApplied`] with
+///   the reason when it could not be applied or was not confirmed in time.
+///   The wait is bounded by the backend's confirmation timeout and never
+///   outlasts the fault's duration: a fault not in force by the end of its
+///   window was not in force in it. An error means the backend could not
+///   even ask (the API refused the object, the dashboard is down); the
+///   target is left as it was as far as it can. A fault the backend cannot
+///   apply to that target at all is [`ChaosError::Unsupported`], returned
 ///   before anything is changed.
-/// - `recover` is idempotent: recovering a fault that was already recovered,
-///   or already undone by `cleanup`, is `Ok`.
+/// - `recover` undoes whatever the fault's `inject` left, applied or not,
+///   and says whether the backend confirmed it undone ([`Recovery`]).
+///   It is idempotent: recovering a fault that was already recovered, or
+///   already undone by `cleanup`, is `Ok`.
 /// - `cleanup` is idempotent and tries to undo everything still injected
 ///   even when undoing one of them fails; it returns the first error.
 /// - Implementations are shared as `Arc<dyn FaultBackend>` across tasks.
@@ -73,17 +93,18 @@ pub trait FaultBackend: Send + Sync {
     /// A short name for logs and reports, e.g. `local` or `chaos-mesh`.
     fn name(&self) -> &'static str;
 
-    /// Applies `fault` now; it stays in force until [`recover`](Self::recover).
+    /// Applies `fault` now and confirms it in force; it stays in force
+    /// until [`recover`](Self::recover).
     async fn inject(&self, fault: &Fault) -> Result<ActiveFault, ChaosError>;
 
     /// Undoes a fault returned by [`inject`](Self::inject).
-    async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError>;
+    async fn recover(&self, active: ActiveFault) -> Result<Recovery, ChaosError>;
 
     /// Undoes every fault this backend injected and has not recovered yet.
     async fn cleanup(&self) -> Result<(), ChaosError>;
 }
 
-/// A fault that is in force: what `inject` returns and `recover` takes.
+/// An injected fault: what `inject` returns and `recover` takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActiveFault {
     /// The fault's name in the chaos plan.
@@ -92,17 +113,42 @@ pub struct ActiveFault {
     pub target: Target,
     /// What the backend needs to undo it.
     pub handle: FaultHandle,
+    /// Whether it is in force.
+    pub injection: Injection,
 }
 
 impl ActiveFault {
-    pub(crate) fn new(fault: &Fault, handle: FaultHandle) -> Self {
+    pub(crate) fn new(fault: &Fault, handle: FaultHandle, injection: Injection) -> Self {
         Self {
             name: fault.name.clone(),
             kind: fault.fault,
             target: fault.target,
             handle,
+            injection,
         }
     }
+}
+
+/// What became of a fault at `inject`, as its backend confirmed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// In force since `since`: when the backend saw it confirmed (for Chaos
+    /// Mesh, within one poll of its status saying so).
+    InForce { since: Instant },
+    /// Not in force: the backend could not apply it, or did not confirm it
+    /// in time. `reason` is in the backend's words, Chaos Mesh's message
+    /// where it gave one.
+    NotApplied { reason: String },
+}
+
+/// What became of a fault at `recover`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Confirmed undone at `at` (for Chaos Mesh: it reported every pod
+    /// recovered, or let the deleted object go, which it does once it has).
+    Confirmed { at: Instant },
+    /// Asked to undo it, but not confirmed in time: why, in the backend's words.
+    Unconfirmed { reason: String },
 }
 
 /// How a backend finds an injected fault again.

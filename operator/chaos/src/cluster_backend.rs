@@ -16,8 +16,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use kube::Client;
 
 use crate::{
-    ChaosError, ChaosMeshBackend, ChaosScope, DashboardBackend, DashboardConfig, FaultBackend,
-    dashboard,
+    ChaosError, ChaosMeshBackend, ChaosScope, DEFAULT_CONFIRM_TIMEOUT, DashboardBackend,
+    DashboardConfig, FaultBackend, dashboard,
 };
 
 /// Selects the backend: `chaosMesh` or `dashboard`.
@@ -26,6 +26,8 @@ pub const BACKEND_ENV: &str = "COMMLAB_CHAOS_BACKEND";
 pub const DASHBOARD_URL_ENV: &str = "COMMLAB_CHAOS_DASHBOARD_URL";
 /// The dashboard's bearer token.
 pub const TOKEN_ENV: &str = "COMMLAB_CHAOS_DASHBOARD_TOKEN";
+/// How long to wait for Chaos Mesh to confirm a fault in force or undone.
+pub const CONFIRM_TIMEOUT_ENV: &str = "COMMLAB_CHAOS_CONFIRM_TIMEOUT";
 
 /// The cluster backends, named as in the Helm values (`chaos.backend`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,8 +90,8 @@ impl fmt::Debug for BearerToken {
     }
 }
 
-/// `--chaos-backend`, `--chaos-dashboard-url` and the token from
-/// [`TOKEN_ENV`].
+/// `--chaos-backend`, `--chaos-dashboard-url`, `--chaos-confirm-timeout`
+/// and the token from [`TOKEN_ENV`].
 #[derive(clap::Args, Clone, Debug, Default, PartialEq)]
 pub struct ClusterBackendArgs {
     /// Where faults go: `chaosMesh`, Chaos Mesh's PodChaos and NetworkChaos
@@ -119,6 +121,15 @@ pub struct ClusterBackendArgs {
     /// parsed; `None` for a dashboard without security mode.
     #[arg(skip = BearerToken::from_env())]
     pub dashboard_token: Option<BearerToken>,
+    /// How long to wait for Chaos Mesh to confirm each fault in force, and
+    /// undone, e.g. 10s (the default). A fault not confirmed in time is
+    /// reported as not applied; the wait never outlasts the fault itself.
+    #[arg(
+        id = "chaos_confirm_timeout",
+        long = "chaos-confirm-timeout",
+        env = CONFIRM_TIMEOUT_ENV
+    )]
+    pub confirm_timeout: Option<commlab_api::Duration>,
 }
 
 fn parse_dashboard_url(url: &str) -> Result<String, String> {
@@ -134,7 +145,15 @@ impl ClusterBackendArgs {
             backend: ClusterBackendKind::Dashboard,
             dashboard_url: Some(url.into()),
             dashboard_token: token,
+            confirm_timeout: None,
         }
+    }
+
+    /// The confirm timeout given, or [`DEFAULT_CONFIRM_TIMEOUT`].
+    pub fn confirm_timeout(&self) -> Duration {
+        self.confirm_timeout
+            .as_ref()
+            .map_or(DEFAULT_CONFIRM_TIMEOUT, commlab_api::Duration::as_std)
     }
 
     pub fn is_dashboard(&self) -> bool {
@@ -152,7 +171,9 @@ impl ClusterBackendArgs {
     ) -> Result<Arc<dyn FaultBackend>, ChaosError> {
         match self.backend {
             ClusterBackendKind::ChaosMesh => Ok(Arc::new(
-                ChaosMeshBackend::new(client, scope).with_request_timeout(request_timeout),
+                ChaosMeshBackend::new(client, scope)
+                    .with_request_timeout(request_timeout)
+                    .with_confirm_timeout(self.confirm_timeout()),
             )),
             ClusterBackendKind::Dashboard => {
                 let url =
@@ -163,7 +184,9 @@ impl ClusterBackendArgs {
                                  (--chaos-dashboard-url or COMMLAB_CHAOS_DASHBOARD_URL)"
                                 .into(),
                         })?;
-                let mut config = DashboardConfig::new(url).with_request_timeout(request_timeout);
+                let mut config = DashboardConfig::new(url)
+                    .with_request_timeout(request_timeout)
+                    .with_confirm_timeout(self.confirm_timeout());
                 if let Some(token) = &self.dashboard_token {
                     config = config.with_token(token.expose());
                 }
@@ -232,6 +255,18 @@ mod tests {
             text.contains("chaosMesh") && text.contains("dashboard"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_confirm_timeout_defaults_and_is_read_as_a_duration() {
+        assert_eq!(
+            parse(&[]).unwrap().confirm_timeout(),
+            DEFAULT_CONFIRM_TIMEOUT
+        );
+        let given = parse(&["--chaos-confirm-timeout", "2500ms"]).unwrap();
+        assert_eq!(given.confirm_timeout(), Duration::from_millis(2500));
+        let error = parse(&["--chaos-confirm-timeout", "soon"]).unwrap_err();
+        assert!(error.to_string().contains("soon"), "{error}");
     }
 
     #[test]

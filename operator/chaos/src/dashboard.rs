@@ -18,7 +18,20 @@
 //!   body it was sent, **without a uid**;
 //! - `GET /api/experiments?namespace=&name=&kind=` lists the chaos objects
 //!   found in the cluster at that moment: a JSON array of
-//!   `{namespace, name, kind, uid, created_at, status}`;
+//!   `{namespace, name, kind, uid, created_at, status}`, where `status` is
+//!   the dashboard's summary of Chaos Mesh's conditions
+//!   (`pkg/status/status.go`): `running` once `Selected` and `AllInjected`
+//!   are true, `injecting` before (and while an injection keeps failing),
+//!   `finished` once over (for a one-shot `pod-kill`: once every pod was
+//!   killed), `paused`, `deleting`. The records and their messages are not
+//!   exposed;
+//! - `GET /api/events?object_id=<uid>&namespace=` lists the Kubernetes
+//!   Events the dashboard collected for an experiment,
+//!   `[{object_id, created_at, namespace, name, kind, type, reason,
+//!   message}]`; Chaos Mesh records a failed injection there as a
+//!   `Warning` `Failed` event, "Failed to apply chaos: <reason>"
+//!   (`controllers/utils/recorder`). The dashboard collects them
+//!   asynchronously, so one may be missing for a while;
 //! - `GET /api/experiments/{uid}` answers one experiment with its
 //!   `kube_object: {apiVersion, kind, metadata: {namespace, name, labels,
 //!   annotations}, spec}`, and `DELETE /api/experiments/{uid}` deletes it
@@ -45,15 +58,17 @@
 use std::{collections::BTreeMap, fmt, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
-use commlab_api::Fault;
+use commlab_api::{Fault, FaultKind};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::{debug, info, instrument, warn};
 
 use crate::{
-    ActiveFault, ChaosError, FaultBackend, FaultHandle,
+    ActiveFault, ChaosError, FaultBackend, FaultHandle, Injection, Recovery,
     chaos_mesh::{ChaosKind, ChaosObject, ChaosScope, chaos_object, object_name},
+    chaos_mesh_status::Observed,
+    confirm::{DEFAULT_CONFIRM_TIMEOUT, confirm},
 };
 
 /// How long one request to the dashboard may take by default, body included.
@@ -66,6 +81,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two attempts while waiting for the dashboard.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The dashboard's status of an experiment whose every pod is injected.
+const RUNNING: &str = "running";
 /// Longest error text from the dashboard quoted in an error.
 const MAX_QUOTED: usize = 300;
 
@@ -86,6 +103,9 @@ pub struct DashboardConfig {
     pub connect_timeout: Duration,
     /// See [`DEFAULT_SETTLE_TIMEOUT`].
     pub settle_timeout: Duration,
+    /// Bounds the wait for the dashboard to report a fault in force (in
+    /// `inject`) or gone (in `recover`); see [`DEFAULT_CONFIRM_TIMEOUT`].
+    pub confirm_timeout: Duration,
 }
 
 impl DashboardConfig {
@@ -97,6 +117,7 @@ impl DashboardConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             settle_timeout: DEFAULT_SETTLE_TIMEOUT,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
         }
     }
 
@@ -119,6 +140,11 @@ impl DashboardConfig {
         self.settle_timeout = timeout;
         self
     }
+
+    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = timeout;
+        self
+    }
 }
 
 impl fmt::Debug for DashboardConfig {
@@ -129,6 +155,7 @@ impl fmt::Debug for DashboardConfig {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("settle_timeout", &self.settle_timeout)
+            .field("confirm_timeout", &self.confirm_timeout)
             .finish()
     }
 }
@@ -143,11 +170,23 @@ impl fmt::Debug for DashboardConfig {
 ///   experiment's uid, returned as [`FaultHandle::DashboardExperiment`].
 ///   An experiment of the same name left over from an interrupted run of
 ///   this experiment (checked by its labels) is deleted first; one that is
-///   not this experiment's is [`ChaosError::NameTaken`].
+///   not this experiment's is [`ChaosError::NameTaken`]. Then it lists the
+///   experiment every 100 ms until the dashboard calls it `running`
+///   ([`Injection::InForce`]; `finished` too for a `Kill`, a one-shot
+///   `pod-kill`), for at most the confirm timeout and never longer than the
+///   fault's duration. Meanwhile it reads the experiment's events: a
+///   `Warning` "Failed to apply chaos" ends the wait as
+///   [`Injection::NotApplied`] with Chaos Mesh's message, as does a
+///   `paused` or `deleting` experiment; one not confirmed in time is not
+///   applied too, with the last status (and warnings) seen.
 /// - `recover`: `DELETE /api/experiments/{uid}`; a `404` for an experiment
 ///   the list still shows means the dashboard has not archived it yet, and
 ///   the delete is retried for up to the settle timeout; otherwise the
-///   experiment is gone and `recover` is `Ok`.
+///   experiment is gone and `recover` is `Ok`. It then lists it until the
+///   cluster no longer has it (Chaos Mesh's finalizer keeps a deleted
+///   experiment until it is undone), up to the confirm timeout:
+///   [`Recovery::Confirmed`], else [`Recovery::Unconfirmed`]. The
+///   dashboard exposes no per-pod records, so this is all it can confirm.
 /// - `cleanup`: deletes what this backend injected and did not recover,
 ///   then lists the namespace's experiments and deletes every `PodChaos`
 ///   and `NetworkChaos` whose labels say it is this experiment's (from an
@@ -179,6 +218,7 @@ pub struct DashboardBackend {
     scope: ChaosScope,
     request_timeout: Duration,
     settle_timeout: Duration,
+    confirm_timeout: Duration,
     /// Injected and not recovered yet: uid → (kind, name).
     injected: Mutex<BTreeMap<String, (ChaosKind, String)>>,
 }
@@ -191,6 +231,7 @@ impl fmt::Debug for DashboardBackend {
             .field("scope", &self.scope)
             .field("request_timeout", &self.request_timeout)
             .field("settle_timeout", &self.settle_timeout)
+            .field("confirm_timeout", &self.confirm_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -203,6 +244,45 @@ struct Listed {
     name: String,
     kind: String,
     uid: String,
+    /// The dashboard's summary of Chaos Mesh's status, e.g. `running`.
+    #[serde(default)]
+    status: String,
+}
+
+/// One entry of `GET /api/events`: a Kubernetes Event about an experiment.
+#[derive(Clone, Debug, Deserialize)]
+struct ChaosEvent {
+    #[serde(default, rename = "type")]
+    type_: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// What Chaos Mesh's events, as the dashboard collected them, say about an
+/// injection: the message of a failed one (Chaos Mesh's recorder writes
+/// "Failed to apply chaos: <reason>").
+fn failed_injection(events: &[ChaosEvent]) -> Option<&str> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.type_ == "Warning" && e.message.starts_with("Failed to apply chaos"))
+        .map(|e| e.message.as_str())
+}
+
+/// What the dashboard's status of an experiment says about an injection
+/// (see the module documentation for the values).
+fn injection(listed: &Listed, kind: FaultKind) -> Observed {
+    match listed.status.as_str() {
+        RUNNING => Observed::Done,
+        "finished" if kind == FaultKind::Kill => Observed::Done,
+        "finished" => Observed::Failed(
+            "the dashboard reports it finished before commlab saw it in force".into(),
+        ),
+        "paused" | "deleting" => {
+            Observed::Failed(format!("the dashboard reports it {}", listed.status))
+        }
+        other => Observed::Pending(format!("the dashboard reports it `{other}`")),
+    }
 }
 
 /// The part of `GET /api/experiments/{uid}` commlab reads.
@@ -250,6 +330,7 @@ impl DashboardBackend {
             scope,
             request_timeout: config.request_timeout,
             settle_timeout: config.settle_timeout,
+            confirm_timeout: config.confirm_timeout,
             injected: Mutex::new(BTreeMap::new()),
         })
     }
@@ -481,6 +562,56 @@ impl DashboardBackend {
         Ok(())
     }
 
+    /// `GET /api/events?object_id=<uid>`: what Chaos Mesh recorded about
+    /// experiment `uid`, as far as the dashboard collected it.
+    async fn events(&self, uid: &str) -> Result<Vec<ChaosEvent>, ChaosError> {
+        let body = self
+            .send(Method::GET, "api/events", &[("object_id", uid)], None)
+            .await?;
+        serde_json::from_slice(&body).map_err(|err| ChaosError::DashboardProtocol {
+            request: "GET /api/events".into(),
+            reason: format!("not a list of events: {err}"),
+        })
+    }
+
+    /// One reading of whether experiment `uid` (`kind` `name`, for fault
+    /// kind `fault`) is in force. A request that fails is pending: the
+    /// wait decides what that means.
+    async fn observe_injection(
+        &self,
+        uid: &str,
+        kind: ChaosKind,
+        name: &str,
+        fault: FaultKind,
+    ) -> Observed {
+        let listed = match self.find(kind, name).await {
+            Ok(Some(listed)) if listed.uid == uid => listed,
+            Ok(_) => return Observed::Failed("the dashboard no longer lists it".into()),
+            Err(err) => return Observed::Pending(format!("could not list it: {err}")),
+        };
+        match injection(&listed, fault) {
+            Observed::Pending(status) => match self.events(uid).await {
+                Ok(events) => match failed_injection(&events) {
+                    Some(failure) => Observed::Failed(format!("Chaos Mesh: {failure}")),
+                    None => Observed::Pending(status),
+                },
+                Err(err) => Observed::Pending(format!("{status}; its events: {err}")),
+            },
+            decided => decided,
+        }
+    }
+
+    /// One reading of whether experiment `uid` is gone from the cluster.
+    async fn observe_gone(&self, uid: &str, kind: ChaosKind, name: &str) -> Observed {
+        match self.find(kind, name).await {
+            Ok(Some(listed)) if listed.uid == uid => {
+                Observed::Pending(format!("the dashboard still lists it, `{}`", listed.status))
+            }
+            Ok(_) => Observed::Done,
+            Err(err) => Observed::Pending(format!("could not list it: {err}")),
+        }
+    }
+
     fn injected(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (ChaosKind, String)>> {
         // A panic while holding this lock leaves a map that is still valid.
         self.injected
@@ -514,15 +645,31 @@ impl FaultBackend for DashboardBackend {
         })?;
         self.injected()
             .insert(created.uid.clone(), (object.kind, object.name.clone()));
-        info!(chaos = %object.kind, name = %object.name, uid = %created.uid, "fault injected");
+        debug!(chaos = %object.kind, name = %object.name, uid = %created.uid, "experiment created");
+        // A fault not in force by the end of its window was not in force in it.
+        let wait = self.confirm_timeout.min(fault.duration.as_std());
+        let injection = confirm(wait, || {
+            self.observe_injection(&created.uid, object.kind, &object.name, fault.fault)
+        })
+        .await
+        .into_injection();
+        match &injection {
+            Injection::InForce { .. } => {
+                info!(chaos = %object.kind, name = %object.name, uid = %created.uid, "fault in force");
+            }
+            Injection::NotApplied { reason } => {
+                warn!(chaos = %object.kind, name = %object.name, uid = %created.uid, %reason, "fault not applied");
+            }
+        }
         Ok(ActiveFault::new(
             fault,
             FaultHandle::DashboardExperiment { uid: created.uid },
+            injection,
         ))
     }
 
     #[instrument(skip_all, fields(fault = %active.name))]
-    async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError> {
+    async fn recover(&self, active: ActiveFault) -> Result<Recovery, ChaosError> {
         let FaultHandle::DashboardExperiment { uid } = &active.handle else {
             return Err(ChaosError::ForeignFault {
                 name: active.name,
@@ -533,8 +680,16 @@ impl FaultBackend for DashboardBackend {
         let name = object_name(&self.scope.instance, &active.name);
         self.delete(uid, kind, &name).await?;
         self.injected().remove(uid);
-        info!(chaos = %kind, %name, %uid, "fault recovered");
-        Ok(())
+        let recovery = confirm(self.confirm_timeout, || self.observe_gone(uid, kind, &name))
+            .await
+            .into_recovery();
+        match &recovery {
+            Recovery::Confirmed { .. } => info!(chaos = %kind, %name, %uid, "fault recovered"),
+            Recovery::Unconfirmed { reason } => {
+                warn!(chaos = %kind, %name, %uid, %reason, "fault recovery not confirmed");
+            }
+        }
+        Ok(recovery)
     }
 
     #[instrument(skip_all, fields(instance = %self.scope.instance))]
@@ -714,6 +869,56 @@ mod tests {
             error_message(long.as_bytes()).chars().count(),
             MAX_QUOTED + 1
         );
+    }
+
+    fn listed(status: &str) -> Listed {
+        Listed {
+            namespace: "team-a".into(),
+            name: "shop-catalog-down".into(),
+            kind: "PodChaos".into(),
+            uid: "u-1".into(),
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn the_dashboard_status_confirms_a_fault_running_and_a_kill_finished() {
+        assert_eq!(
+            injection(&listed("running"), FaultKind::Outage),
+            Observed::Done
+        );
+        assert_eq!(
+            injection(&listed("finished"), FaultKind::Kill),
+            Observed::Done
+        );
+        assert!(matches!(
+            injection(&listed("finished"), FaultKind::Outage),
+            Observed::Failed(_)
+        ));
+        assert_eq!(
+            injection(&listed("paused"), FaultKind::Delay),
+            Observed::Failed("the dashboard reports it paused".into())
+        );
+        assert_eq!(
+            injection(&listed("injecting"), FaultKind::Delay),
+            Observed::Pending("the dashboard reports it `injecting`".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_injection_is_read_from_chaos_mesh_s_warning_event() {
+        let events: Vec<ChaosEvent> = serde_json::from_value(serde_json::json!([
+            { "object_id": "u-1", "type": "Normal", "reason": "Started", "message": "Experiment has started" },
+            { "object_id": "u-1", "type": "Warning", "reason": "Failed",
+              "message": "Failed to apply chaos: Error: Specified qdisc kind is unknown." },
+            { "object_id": "u-1", "type": "Normal", "reason": "Updated", "message": "Successfully update records of resource" },
+        ]))
+        .unwrap();
+        assert_eq!(
+            failed_injection(&events),
+            Some("Failed to apply chaos: Error: Specified qdisc kind is unknown.")
+        );
+        assert_eq!(failed_injection(&events[..1]), None);
     }
 
     #[test]

@@ -13,8 +13,10 @@ use kube::{
 use tracing::{debug, info, instrument, warn};
 
 use crate::{
-    ActiveFault, ChaosError, FaultBackend, FaultHandle,
+    ActiveFault, ChaosError, FaultBackend, FaultHandle, Injection, Recovery,
     chaos_mesh::{API_VERSION, ChaosKind, ChaosObject, ChaosScope, chaos_object},
+    chaos_mesh_status::{ChaosStatus, Observed},
+    confirm::{DEFAULT_CONFIRM_TIMEOUT, confirm},
 };
 
 /// How long one Kubernetes API request may take by default.
@@ -35,9 +37,21 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 ///   it to be gone (Chaos Mesh holds it with a finalizer until the fault
 ///   is undone); an object of that name that commlab did not create for
 ///   this experiment is never touched: [`ChaosError::NameTaken`].
+///   Then it reads the object's status every 100 ms until Chaos Mesh
+///   reports every selected pod injected ([`Injection::InForce`], since
+///   that reading) or an injection failed ([`Injection::NotApplied`] with
+///   Chaos Mesh's message), for at most the confirm timeout and never
+///   longer than the fault's duration; what the status showed last is the
+///   reason of a fault not confirmed in time (see
+///   [`chaos_mesh_status`](crate::chaos_mesh_status)). A status it cannot
+///   read counts as not confirmed, not as an error.
 /// - `recover` deletes the object; Chaos Mesh then undoes the fault if its
 ///   `duration` has not already run out. Deleting an object that is gone
-///   is `Ok`. It does not wait for Chaos Mesh to finish.
+///   is `Ok`. It then waits, up to the confirm timeout, until Chaos Mesh
+///   reports every pod recovered or lets the object go (its finalizer
+///   holds a deleted object until the fault is undone):
+///   [`Recovery::Confirmed`], else [`Recovery::Unconfirmed`] with what the
+///   status showed.
 /// - `cleanup` lists both kinds by the experiment's labels
 ///   ([`ChaosScope::label_selector`]) and deletes all it finds, so it also
 ///   removes what an earlier process injected.
@@ -46,6 +60,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// ([`ChaosError::Timeout`]). A cluster without Chaos Mesh's CRDs gives
 /// [`ChaosError::ChaosMeshNotInstalled`] on `inject` and `recover`;
 /// `cleanup` has nothing to do there and succeeds.
+///
+/// A cluster where nothing acts on these objects (no Chaos Mesh
+/// controller, only its CRDs) gets every fault back as not applied once
+/// the wait runs out.
 ///
 /// RBAC: `create`, `get`, `list` and `delete` on `podchaos` and
 /// `networkchaos` in `chaos-mesh.org`, in the experiment's namespace. An
@@ -80,6 +98,7 @@ pub struct ChaosMeshBackend {
     scope: ChaosScope,
     request_timeout: Duration,
     replace_timeout: Duration,
+    confirm_timeout: Duration,
 }
 
 impl std::fmt::Debug for ChaosMeshBackend {
@@ -88,6 +107,7 @@ impl std::fmt::Debug for ChaosMeshBackend {
             .field("scope", &self.scope)
             .field("request_timeout", &self.request_timeout)
             .field("replace_timeout", &self.replace_timeout)
+            .field("confirm_timeout", &self.confirm_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +120,15 @@ impl ChaosMeshBackend {
             scope,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             replace_timeout: DEFAULT_REPLACE_TIMEOUT,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
         }
+    }
+
+    /// Bounds the wait for Chaos Mesh to confirm a fault in force (in
+    /// `inject`) or undone (in `recover`).
+    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = timeout;
+        self
     }
 
     /// Bounds every Kubernetes API request.
@@ -162,6 +190,25 @@ impl ChaosMeshBackend {
             }) if object_not_found(&status) => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    /// Chaos Mesh's status of an object, read for `step`; `None` when the
+    /// object is gone. A status that cannot be read is pending: the wait
+    /// for confirmation decides what that means.
+    async fn observe(
+        &self,
+        kind: ChaosKind,
+        name: &str,
+        step: fn(&ChaosStatus) -> Observed,
+    ) -> Option<Observed> {
+        let object = match self.get(kind, name).await {
+            Ok(object) => object?,
+            Err(err) => return Some(Observed::Pending(format!("could not read it: {err}"))),
+        };
+        Some(match ChaosStatus::of(&object.data) {
+            Ok(status) => step(&status),
+            Err(err) => Observed::Pending(format!("could not read its status: {err}")),
+        })
     }
 
     /// Deletes an object; `Ok` when it does not exist.
@@ -249,12 +296,25 @@ impl FaultBackend for ChaosMeshBackend {
             }
             other => other?,
         };
-        info!(
-            chaos = %object.kind,
-            name = %object.name,
-            uid = created.uid().unwrap_or_default(),
-            "fault injected"
-        );
+        let uid = created.uid().unwrap_or_default();
+        debug!(chaos = %object.kind, name = %object.name, %uid, "chaos object created");
+        // A fault not in force by the end of its window was not in force in it.
+        let wait = self.confirm_timeout.min(fault.duration.as_std());
+        let injection = confirm(wait, || async {
+            self.observe(object.kind, &object.name, ChaosStatus::injection)
+                .await
+                .unwrap_or_else(|| Observed::Failed("its chaos object was deleted".into()))
+        })
+        .await
+        .into_injection();
+        match &injection {
+            Injection::InForce { .. } => {
+                info!(chaos = %object.kind, name = %object.name, %uid, "fault in force");
+            }
+            Injection::NotApplied { reason } => {
+                warn!(chaos = %object.kind, name = %object.name, %uid, %reason, "fault not applied");
+            }
+        }
         Ok(ActiveFault::new(
             fault,
             FaultHandle::ChaosMeshObject {
@@ -262,11 +322,12 @@ impl FaultBackend for ChaosMeshBackend {
                 namespace: object.namespace,
                 name: object.name,
             },
+            injection,
         ))
     }
 
     #[instrument(skip_all, fields(fault = %active.name))]
-    async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError> {
+    async fn recover(&self, active: ActiveFault) -> Result<Recovery, ChaosError> {
         let foreign = || ChaosError::ForeignFault {
             name: active.name.clone(),
             backend: "chaos-mesh",
@@ -284,8 +345,21 @@ impl FaultBackend for ChaosMeshBackend {
             return Err(foreign());
         }
         self.delete(kind, name).await?;
-        info!(chaos = %kind, %name, "fault recovered");
-        Ok(())
+        let recovery = confirm(self.confirm_timeout, || async {
+            // Gone: Chaos Mesh's finalizer let it go, so the fault is undone.
+            self.observe(kind, name, ChaosStatus::recovery)
+                .await
+                .unwrap_or(Observed::Done)
+        })
+        .await
+        .into_recovery();
+        match &recovery {
+            Recovery::Confirmed { .. } => info!(chaos = %kind, %name, "fault recovered"),
+            Recovery::Unconfirmed { reason } => {
+                warn!(chaos = %kind, %name, %reason, "fault recovery not confirmed");
+            }
+        }
+        Ok(recovery)
     }
 
     #[instrument(skip_all, fields(instance = %self.scope.instance))]

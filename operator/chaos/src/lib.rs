@@ -12,9 +12,12 @@
 //!   dashboard's HTTP API.
 //!
 //!   Both build their objects with the pure functions of [`chaos_mesh`] and
-//!   work for one experiment, a [`ChaosScope`]. [`ClusterBackendArgs`]
-//!   chooses between them, with the same flags and environment variables
-//!   for the operator and its runner.
+//!   work for one experiment, a [`ChaosScope`]. Neither assumes that a
+//!   created object acted: each confirms the fault in force, or learns why
+//!   not, from Chaos Mesh's own status ([`chaos_mesh_status`]), and says so
+//!   in the [`Injection`] it returns. [`ClusterBackendArgs`] chooses between
+//!   them, with the same flags and environment variables for the operator
+//!   and its runner.
 //!
 //! Wiring the local backend for catalog, which orders reaches through a
 //! fault proxy:
@@ -49,7 +52,9 @@
 
 mod backend;
 pub mod chaos_mesh;
+pub mod chaos_mesh_status;
 pub mod cluster_backend;
+mod confirm;
 pub mod dashboard;
 mod error;
 pub mod kube_backend;
@@ -57,9 +62,10 @@ mod local;
 mod process;
 pub mod proxy;
 
-pub use backend::{ActiveFault, FaultBackend, FaultHandle};
+pub use backend::{ActiveFault, FaultBackend, FaultHandle, Injection, Recovery};
 pub use chaos_mesh::ChaosScope;
 pub use cluster_backend::{BearerToken, ClusterBackendArgs, ClusterBackendKind};
+pub use confirm::DEFAULT_CONFIRM_TIMEOUT;
 pub use dashboard::{DashboardBackend, DashboardConfig};
 pub use error::{BoxError, ChaosError};
 pub use kube_backend::ChaosMeshBackend;

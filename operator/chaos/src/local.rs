@@ -12,8 +12,8 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::{
-    ActiveFault, ChaosError, FaultBackend, FaultHandle, LocalProcess, ProxyHandle, Toxic,
-    backend::latency_and_jitter,
+    ActiveFault, ChaosError, FaultBackend, FaultHandle, Injection, LocalProcess, ProxyHandle,
+    Recovery, Toxic, backend::latency_and_jitter,
 };
 
 /// Applies faults to components running as local processes, for
@@ -31,6 +31,10 @@ use crate::{
 /// target with several replicas may have several of each; a fault acts on
 /// all of them. A fault on a target without what it needs is
 /// [`ChaosError::Unsupported`].
+///
+/// The backend does each step itself, so a fault is in force once `inject`
+/// returns `Ok` and undone once `recover` does: both are confirmed at that
+/// moment, and no fault is ever "not applied".
 ///
 /// Overlapping faults on one target combine: the target stays down until
 /// its last `Outage` is recovered (a `Kill` during an outage does not start
@@ -234,10 +238,13 @@ impl FaultBackend for LocalBackend {
         }
         state.next_id += 1;
         info!(fault = %fault.name, %kind, %target, "fault injected");
-        Ok(ActiveFault::new(fault, FaultHandle::Local(id)))
+        let in_force = Injection::InForce {
+            since: tokio::time::Instant::now(),
+        };
+        Ok(ActiveFault::new(fault, FaultHandle::Local(id), in_force))
     }
 
-    async fn recover(&self, active: ActiveFault) -> Result<(), ChaosError> {
+    async fn recover(&self, active: ActiveFault) -> Result<Recovery, ChaosError> {
         let FaultHandle::Local(id) = active.handle else {
             return Err(ChaosError::ForeignFault {
                 name: active.name,
@@ -245,9 +252,12 @@ impl FaultBackend for LocalBackend {
             });
         };
         let mut state = self.state.lock().await;
+        let undone = || Recovery::Confirmed {
+            at: tokio::time::Instant::now(),
+        };
         // A `Kill`, or a fault already recovered or cleaned up: nothing to undo.
         let Some(position) = state.active.iter().position(|injected| injected.id == id) else {
-            return Ok(());
+            return Ok(undone());
         };
         let (kind, target) = (state.active[position].kind, state.active[position].target);
         if kind == FaultKind::Outage && !state.outage_on(target, Some(id)) {
@@ -259,7 +269,7 @@ impl FaultBackend for LocalBackend {
             self.set_toxic(&state, target);
         }
         info!(fault = %active.name, %kind, %target, "fault recovered");
-        Ok(())
+        Ok(undone())
     }
 
     async fn cleanup(&self) -> Result<(), ChaosError> {

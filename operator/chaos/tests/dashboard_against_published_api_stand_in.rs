@@ -14,9 +14,9 @@ use axum::http::{Method, StatusCode};
 use commlab_api::{Fault, FaultKind, Target};
 use commlab_chaos::{
     ChaosError, ChaosScope, DashboardBackend, DashboardConfig, FaultBackend, FaultHandle,
-    chaos_mesh::chaos_object,
+    Injection, Recovery, chaos_mesh::chaos_object,
 };
-use commlab_e2e::dashboard_stand_in::{Override, Shared, StandIn, serve};
+use commlab_e2e::dashboard_stand_in::{ChaosMeshActs, Override, Shared, StandIn, serve};
 use common::catalog_down;
 use serde_json::{Value, json};
 
@@ -113,6 +113,98 @@ async fn inject_posts_the_chaos_object_and_returns_the_uid_the_list_shows() {
         .expect("a lookup");
     assert_eq!(lookup.query["kind"], "NetworkChaos");
     assert!(posts[0].body.is_some());
+}
+
+#[tokio::test]
+async fn a_fault_is_in_force_once_the_dashboard_reports_it_running_and_recovered_once_gone() {
+    let stand_in = secured();
+    let dashboard = backend(&serve(stand_in.clone()).await, "shop");
+    let before = tokio::time::Instant::now();
+    let active = dashboard
+        .inject(&catalog_down(DURATION))
+        .await
+        .expect("inject");
+    let Injection::InForce { since } = active.injection else {
+        panic!("not in force: {:?}", active.injection);
+    };
+    assert!(since >= before);
+    // Confirmed from a listing after the experiment was created.
+    let seen = stand_in.seen();
+    let post = seen.iter().position(|s| s.method == Method::POST).unwrap();
+    assert!(
+        seen[post + 1..]
+            .iter()
+            .filter(|s| s.method == Method::GET && s.path == "/api/experiments")
+            .count()
+            >= 2,
+        "the uid, then the status: {seen:#?}"
+    );
+    let recovery = dashboard.recover(active).await.expect("recover");
+    assert!(
+        matches!(recovery, Recovery::Confirmed { at } if at >= since),
+        "{recovery:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_chaos_mesh_fails_to_apply_is_not_applied_with_its_event_at_once() {
+    let stand_in = secured();
+    let qdisc = "rpc error: code = Unknown desc = error code: 2, msg: Error: Specified qdisc kind is unknown.";
+    stand_in.chaos_mesh(ChaosMeshActs::FailsToApply(qdisc.into()));
+    let dashboard = DashboardBackend::new(
+        config(&serve(stand_in.clone()).await).with_confirm_timeout(Duration::from_secs(20)),
+        ChaosScope::new(NAMESPACE, "shop"),
+    )
+    .expect("a valid configuration");
+    let started = Instant::now();
+    let active = dashboard
+        .inject(&fault("slow-catalog", FaultKind::Delay, Target::Catalog))
+        .await
+        .expect("inject");
+    assert_eq!(
+        active.injection,
+        Injection::NotApplied {
+            reason: format!("Chaos Mesh: Failed to apply chaos: {qdisc}")
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the failure ended the wait: {:?}",
+        started.elapsed()
+    );
+    let uid = uid_of(&active.handle).to_owned();
+    let asked = stand_in
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/api/events")
+        .expect("its events were read");
+    assert_eq!(asked.query.get("object_id"), Some(&uid));
+    assert_eq!(
+        asked.query.get("namespace").map(String::as_str),
+        Some(NAMESPACE)
+    );
+}
+
+#[tokio::test]
+async fn a_fault_the_dashboard_never_reports_running_is_not_applied_after_the_wait() {
+    let stand_in = secured();
+    stand_in.chaos_mesh(ChaosMeshActs::Ignores);
+    let dashboard = DashboardBackend::new(
+        config(&serve(stand_in.clone()).await).with_confirm_timeout(Duration::from_millis(600)),
+        ChaosScope::new(NAMESPACE, "shop"),
+    )
+    .expect("a valid configuration");
+    let active = dashboard
+        .inject(&catalog_down(DURATION))
+        .await
+        .expect("inject");
+    assert_eq!(
+        active.injection,
+        Injection::NotApplied {
+            reason: "not confirmed in force within 600ms: the dashboard reports it `injecting`"
+                .into()
+        }
+    );
 }
 
 #[tokio::test]

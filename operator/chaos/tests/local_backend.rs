@@ -11,8 +11,8 @@ use std::{
 use async_trait::async_trait;
 use commlab_api::{Duration as SpecDuration, Fault, FaultKind, Target};
 use commlab_chaos::{
-    ActiveFault, ChaosError, FaultBackend, FaultHandle, FaultProxy, LocalBackend, LocalProcess,
-    ManagedProcess, ProxyHandle, Toxic,
+    ActiveFault, ChaosError, FaultBackend, FaultHandle, FaultProxy, Injection, LocalBackend,
+    LocalProcess, ManagedProcess, ProxyHandle, Recovery, Toxic,
 };
 use common::{LOOPBACK, any_port, free_port, http_get, http_server, wait_accepting};
 
@@ -98,6 +98,11 @@ async fn outage_stops_and_recover_starts() {
         (FaultKind::Outage, Target::Catalog)
     );
     assert!(matches!(active.handle, FaultHandle::Local(_)));
+    // The local backend did it itself: in force once inject returned.
+    let Injection::InForce { since } = active.injection else {
+        panic!("a local fault is always applied: {:?}", active.injection);
+    };
+    assert!(since <= tokio::time::Instant::now());
     assert_eq!(recorder.calls(), ["stop"]);
     assert_eq!(
         proxy.toxic(),
@@ -105,7 +110,11 @@ async fn outage_stops_and_recover_starts() {
         "an outage leaves the network alone"
     );
 
-    backend.recover(active.clone()).await.unwrap();
+    let recovery = backend.recover(active.clone()).await.unwrap();
+    assert!(
+        matches!(recovery, Recovery::Confirmed { at } if at >= since),
+        "{recovery:?}"
+    );
     assert_eq!(recorder.calls(), ["stop", "start"]);
     // Recovering twice changes nothing.
     backend.recover(active).await.unwrap();
@@ -322,6 +331,9 @@ async fn a_fault_from_another_backend_is_refused() {
         kind: FaultKind::Outage,
         target: Target::Catalog,
         handle: FaultHandle::DashboardExperiment { uid: "0e2f".into() },
+        injection: Injection::InForce {
+            since: tokio::time::Instant::now(),
+        },
     };
     let err = backend.recover(foreign).await.unwrap_err();
     assert_eq!(err.category(), "foreign_fault");

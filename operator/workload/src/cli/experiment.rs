@@ -14,7 +14,10 @@
 //!   (`COMMLAB_CHAOS_BACKEND`): Chaos Mesh's objects through the Kubernetes
 //!   API (`chaosMesh`, the default), or through the Chaos Mesh dashboard
 //!   (`dashboard`, at `--chaos-dashboard-url` with the bearer token from
-//!   `COMMLAB_CHAOS_DASHBOARD_TOKEN`), see [`ClusterBackendArgs`].
+//!   `COMMLAB_CHAOS_DASHBOARD_TOKEN`), see [`ClusterBackendArgs`]. Each
+//!   fault is confirmed from Chaos Mesh's own status within
+//!   `--chaos-confirm-timeout` (`COMMLAB_CHAOS_CONFIRM_TIMEOUT`); one that is
+//!   not is reported as not applied, with Chaos Mesh's reason.
 //! - Every way out deletes the chaos objects of the experiment: success,
 //!   an error of the engine, SIGTERM (a deleted Job, `activeDeadlineSeconds`)
 //!   and Ctrl-C. They are owned by the CommunicationPattern as well, and the
