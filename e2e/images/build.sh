@@ -173,6 +173,7 @@ build_commlab_binaries() {
 }
 ref_commlab() { echo "localhost/commlab/commlab:dev"; }
 key_commlab() {
+  echo "$PACKAGES_HASH"
   cat "$TARGET_DIR/release/commlab-operator" "$TARGET_DIR/release/commlab" | sha256
 }
 populate_commlab() {
@@ -205,7 +206,10 @@ find_pause_source() {
   [[ -f "$PAUSE_SOURCE" ]] || die "pause.c not found in $PAUSE_SOURCE_MODULE (looked at $PAUSE_SOURCE)"
 }
 ref_pause() { echo "localhost/commlab/pause:$PAUSE_VERSION"; }
-key_pause() { sha256 <"$PAUSE_SOURCE"; }
+key_pause() {
+  echo "$PACKAGES_HASH"
+  sha256 <"$PAUSE_SOURCE"
+}
 populate_pause() {
   gcc -static -O2 -DVERSION="$PAUSE_VERSION" -o "$1/pause" "$PAUSE_SOURCE"
   strip "$1/pause"
