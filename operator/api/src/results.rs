@@ -48,13 +48,21 @@ pub struct PhaseMeasurement {
     pub staleness_ms: StalenessMs,
 }
 
-/// What happened while one fault of the chaos plan was active.
+/// What happened while one fault of the chaos plan was active. Only a fault
+/// its backend confirmed in force is measured; the others are listed as
+/// not applied (`faultsNotApplied`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultMeasurement {
     pub name: String,
     pub fault: FaultKind,
     pub target: Target,
+    /// When the fault backend confirmed the fault in force and undone. The
+    /// other figures cover the planned window (`at` for `duration`); this
+    /// says when the fault really was in force. Absent in reports written
+    /// before commlab confirmed faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_force: Option<InForce>,
     /// Checkouts scheduled during the fault that orders answered with 2xx in time.
     pub availability: f64,
     /// Of the checkouts accepted during the fault, the fraction that were
@@ -68,6 +76,36 @@ pub struct FaultMeasurement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_s: Option<f64>,
     pub stale_ratio: f64,
+}
+
+/// When a fault was really in force, in seconds since the measured run
+/// started, as its backend confirmed it (Chaos Mesh's status, or the local
+/// backend having done it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InForce {
+    /// When the backend confirmed the fault in force.
+    pub from_s: f64,
+    /// When the backend confirmed it undone; absent when it did not, and
+    /// then `recoveryUnconfirmed` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_s: Option<f64>,
+    /// Why the end of the fault is not confirmed, in the backend's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_unconfirmed: Option<String>,
+}
+
+/// A fault of the chaos plan that its backend could not put in force, e.g.
+/// a NetworkChaos `delay` Chaos Mesh failed to apply. Its window is not
+/// judged: no availability, no claim and no score come from it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultNotApplied {
+    pub name: String,
+    pub fault: FaultKind,
+    pub target: Target,
+    /// Why, in the backend's words (for Chaos Mesh, its own message).
+    pub reason: String,
 }
 
 /// Scores on the article's four axes and on consistency, each 0 (worst) to
@@ -117,8 +155,12 @@ pub enum Verdict {
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentResults {
     pub baseline: PhaseMeasurement,
+    /// The faults that were in force, measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultMeasurement>,
+    /// The faults that were not applied, with the reason; not judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults_not_applied: Vec<FaultNotApplied>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_rps: Option<f64>,
     pub scores: Scores,
@@ -136,7 +178,8 @@ pub struct ExperimentResults {
 pub struct DisplayColumns {
     /// Baseline response p99, e.g. `12.4ms`.
     pub p99: String,
-    /// Worst availability under a fault, e.g. `97.5%`, or `-` without faults.
+    /// Worst availability under a fault, e.g. `97.5%`, or `-` without a
+    /// fault that was applied.
     pub availability: String,
     /// Baseline staleness p99, e.g. `1.2s`.
     pub staleness: String,

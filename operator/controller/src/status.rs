@@ -2,7 +2,9 @@
 //! children as the API server reports them. Pure; the reconciler writes it
 //! only when it differs from what is stored.
 
-use commlab_api::{CommunicationPatternStatus, ComponentStatus, Phase, ReportRef};
+use commlab_api::{
+    CommunicationPatternStatus, ComponentStatus, Phase, ReportRef, results::ExperimentResults,
+};
 use k8s_openapi::{
     api::apps::v1::{Deployment, StatefulSet},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -196,8 +198,9 @@ pub fn with_experiment(
                 config_map: report_config_map.to_owned(),
             });
             let message = format!(
-                "verdict {:?}; the full report is in ConfigMap {report_config_map}",
-                results.verdict
+                "verdict {:?}{}; the full report is in ConfigMap {report_config_map}",
+                results.verdict,
+                not_applied_summary(results)
             );
             (Phase::Completed, true, "Completed", message)
         }
@@ -217,6 +220,21 @@ pub fn with_experiment(
         now,
     ));
     status
+}
+
+/// `; not applied: slow-catalog (<reason>)` for the faults of the plan that
+/// were not in force, so that `kubectl describe` shows at once that part of
+/// the plan was not measured, and why.
+fn not_applied_summary(results: &ExperimentResults) -> String {
+    if results.faults_not_applied.is_empty() {
+        return String::new();
+    }
+    let faults: Vec<String> = results
+        .faults_not_applied
+        .iter()
+        .map(|f| format!("{} ({})", f.name, f.reason))
+        .collect();
+    format!("; not applied, so not judged: {}", faults.join(", "))
 }
 
 /// A condition whose `lastTransitionTime` moves only when its status does.
@@ -319,6 +337,64 @@ mod tests {
         assert_eq!(get(&lost, READY).last_transition_time, Time(t(120)));
         assert_eq!(get(&lost, DEGRADED).status, "True");
         assert_eq!(get(&lost, SPEC_VALID).last_transition_time, Time(t(0)));
+    }
+
+    #[test]
+    fn a_completed_experiment_names_the_faults_that_were_not_applied() {
+        use commlab_api::{
+            FaultKind, Target,
+            results::{DisplayColumns, FaultNotApplied, Verdict},
+        };
+
+        let results = ExperimentResults {
+            baseline: Default::default(),
+            faults: Vec::new(),
+            faults_not_applied: vec![FaultNotApplied {
+                name: "slow-catalog".into(),
+                fault: FaultKind::Delay,
+                target: Target::Catalog,
+                reason: "Chaos Mesh failed to inject it into lab/shop-catalog-1: \
+                         Error: Specified qdisc kind is unknown."
+                    .into(),
+            }],
+            capacity_rps: None,
+            scores: Default::default(),
+            claims: Vec::new(),
+            verdict: Verdict::Pass,
+            violations: Vec::new(),
+            display: DisplayColumns::default(),
+        };
+        let ready = compute(
+            None,
+            Some(1),
+            &Judgement::default(),
+            vec![component("orders", "1/1")],
+            t(0),
+        );
+        let state = ExperimentState::Completed(Box::new(results.clone()));
+        let s = with_experiment(ready.clone(), Some(&ready), &state, "shop-report", t(5));
+        assert_eq!(s.results.as_ref(), Some(&results));
+        assert_eq!(
+            get(&s, EXPERIMENT_COMPLETE).message,
+            "verdict Pass; not applied, so not judged: slow-catalog (Chaos Mesh failed to inject \
+             it into lab/shop-catalog-1: Error: Specified qdisc kind is unknown.); the full \
+             report is in ConfigMap shop-report"
+        );
+        let all_applied = ExperimentState::Completed(Box::new(ExperimentResults {
+            faults_not_applied: Vec::new(),
+            ..results
+        }));
+        let s = with_experiment(
+            ready.clone(),
+            Some(&ready),
+            &all_applied,
+            "shop-report",
+            t(5),
+        );
+        assert_eq!(
+            get(&s, EXPERIMENT_COMPLETE).message,
+            "verdict Pass; the full report is in ConfigMap shop-report"
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   recovers each fault at its offset, cleans the backend up, measures
 //!   (baseline, faults, recovery, timeline; see [`plan`] for the windows),
 //!   runs the capacity probe when asked, and builds the [`PatternReport`].
+//!   Only the faults the backend confirmed in force are measured; one it
+//!   could not apply is reported as not applied, with its reason, and its
+//!   window is not judged (see `faults.rs`).
 //! - A [`Platform`] deploys one pattern at a time and gives its targets and
 //!   fault backend; [`Deployment::teardown`] removes it. [`LocalPlatform`]
 //!   runs everything as processes on this machine (`commlab compare`).
@@ -43,6 +46,7 @@
 //! [`Report::to_json_within`]: crate::report::Report::to_json_within
 
 pub mod cluster;
+mod faults;
 pub mod local;
 pub mod observe;
 pub mod plan;
@@ -249,6 +253,9 @@ pub fn summary_line(report: &PatternReport) -> String {
             fault.name,
             format_ratio(fault.availability)
         ));
+    }
+    for fault in &report.faults_not_applied {
+        line.push_str(&format!(", {} not applied", fault.name));
     }
     if let Some(capacity) = report.capacity_rps {
         line.push_str(&format!(", capacity {capacity:.0}/s"));

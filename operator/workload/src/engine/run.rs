@@ -4,19 +4,20 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use commlab_api::{Fault, Pattern, results::PhaseMeasurement};
+use commlab_api::{Pattern, results::PhaseMeasurement};
 use commlab_chaos::FaultBackend;
 use tokio::{task::JoinSet, time::Instant};
 
 use super::{
     EngineError, Event, Experiment, Observer, Platform, Targets,
+    faults::{Clock, FaultOutcome, drive_fault, judge_faults},
     plan::{CapacityProbe, Timeline},
     summary_line,
 };
 use crate::{
     load::{LoadConfig, LoadRun, Progress, default_max_in_flight},
     measure::Recording,
-    report::{FaultWindow, PatternReport, PatternRun, Report},
+    report::{PatternReport, PatternRun, Report},
 };
 
 /// How long every orders replica may take to answer `/readyz` with `200`.
@@ -110,17 +111,22 @@ async fn measure(
         observer.clone(),
     )));
 
-    let measured_start = origin + timeline.measured_from();
+    let clock = Clock {
+        origin,
+        measured_from: timeline.measured_from(),
+    };
     let mut faults = JoinSet::new();
-    for fault in &experiment.chaos {
-        faults.spawn(drive_fault(
+    for (index, fault) in experiment.chaos.iter().enumerate() {
+        let driven = drive_fault(
             backend.clone(),
             fault.clone(),
-            measured_start,
+            clock,
             pattern,
             observer.clone(),
-        ));
+        );
+        faults.spawn(async move { (index, driven.await) });
     }
+    let mut outcomes: Vec<Option<FaultOutcome>> = vec![None; experiment.chaos.len()];
 
     // A fault that cannot be injected or recovered ends the experiment:
     // dropping `finish` drops the load handle, which stops the schedule,
@@ -130,13 +136,13 @@ async fn measure(
     let recording = loop {
         tokio::select! {
             recording = &mut finish => break recording?,
-            Some(joined) = faults.join_next() => fault_result(joined)?,
+            Some(joined) = faults.join_next() => keep_outcome(&mut outcomes, joined)?,
         }
     };
     let deadline = Instant::now() + RECOVER_TIMEOUT;
     while !faults.is_empty() {
         match tokio::time::timeout_at(deadline, faults.join_next()).await {
-            Ok(Some(joined)) => fault_result(joined)?,
+            Ok(Some(joined)) => keep_outcome(&mut outcomes, joined)?,
             Ok(None) => break,
             Err(_) => {
                 return Err(EngineError::NotReady {
@@ -147,14 +153,20 @@ async fn measure(
             }
         }
     }
+    let outcomes = outcomes
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| EngineError::Internal("a fault's task ended without an outcome".into()))?;
 
     let baseline = recording.phase(timeline.baseline());
     warn_about_the_load(&recording, &timeline, pattern, observer.as_ref());
-    let fault_measurements = experiment
-        .chaos
-        .iter()
-        .map(|fault| recording.fault(fault, timeline.measured_from(), &baseline))
-        .collect();
+    let judged = judge_faults(
+        &experiment.chaos,
+        outcomes,
+        &recording,
+        timeline.measured_from(),
+        &baseline,
+    );
 
     let (capacity_rps, capacity_steps) = if workload.capacity_probe {
         probe_capacity(experiment, targets, &baseline, observer.as_ref()).await?
@@ -165,10 +177,11 @@ async fn measure(
     let run = PatternRun {
         components: experiment.components.clone(),
         baseline,
-        faults: fault_measurements,
+        faults: judged.measured,
+        faults_not_applied: judged.not_applied,
         capacity_rps,
         timeline: recording.timeline(timeline.measured_from()),
-        fault_windows: FaultWindow::of_plan(&experiment.chaos),
+        fault_windows: judged.windows,
     };
     let report = PatternReport::new(pattern, run, workload);
     observer.event(Event::Measured {
@@ -202,53 +215,14 @@ fn load_config(experiment: &Experiment, targets: &Targets) -> Result<LoadConfig,
     Ok(config)
 }
 
-fn fault_result(
-    joined: Result<Result<(), EngineError>, tokio::task::JoinError>,
+/// Keeps what became of the fault a task drove, in plan order.
+fn keep_outcome(
+    outcomes: &mut [Option<FaultOutcome>],
+    joined: Result<(usize, Result<FaultOutcome, EngineError>), tokio::task::JoinError>,
 ) -> Result<(), EngineError> {
-    joined.map_err(|error| EngineError::Internal(format!("a fault's task failed: {error}")))?
-}
-
-/// Injects `fault` at its offset from `measured_start` and recovers it
-/// after its duration.
-async fn drive_fault(
-    backend: Arc<dyn FaultBackend>,
-    fault: Fault,
-    measured_start: Instant,
-    pattern: Pattern,
-    observer: Arc<dyn Observer>,
-) -> Result<(), EngineError> {
-    let inject_at = measured_start + fault.at.as_std();
-    tokio::time::sleep_until(inject_at).await;
-    let active = backend
-        .inject(&fault)
-        .await
-        .map_err(|source| EngineError::Fault {
-            fault: fault.name.clone(),
-            action: "inject",
-            source: Box::new(source),
-        })?;
-    observer.event(Event::FaultInjected {
-        pattern,
-        name: fault.name.clone(),
-        kind: fault.fault,
-        target: fault.target,
-        late: inject_at.elapsed(),
-    });
-    let recover_at = inject_at + fault.duration.as_std();
-    tokio::time::sleep_until(recover_at).await;
-    backend
-        .recover(active)
-        .await
-        .map_err(|source| EngineError::Fault {
-            fault: fault.name.clone(),
-            action: "recover",
-            source: Box::new(source),
-        })?;
-    observer.event(Event::FaultRecovered {
-        pattern,
-        name: fault.name,
-        late: recover_at.elapsed(),
-    });
+    let (index, outcome) =
+        joined.map_err(|error| EngineError::Internal(format!("a fault's task failed: {error}")))?;
+    outcomes[index] = Some(outcome?);
     Ok(())
 }
 

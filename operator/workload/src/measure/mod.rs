@@ -415,6 +415,8 @@ impl Recording {
             name: name.to_owned(),
             fault,
             target,
+            // What the backend confirmed is the engine's to say, not the recording's.
+            in_force: None,
             availability: ratio(tally.ok, tally.scheduled),
             completed_ratio: ratio(tally.priced, tally.ok),
             response_ms: tally.response_ms,

@@ -3,11 +3,13 @@
 //! A claim about one pattern is judged from that pattern's run
 //! ([`pattern_claims`]); a claim that compares patterns is judged across a
 //! report ([`cross_pattern_claims`]). A claim whose fault or pattern did not
-//! run is `NotMeasured`, and its evidence says what to run.
+//! run is `NotMeasured`, and its evidence says what to run; a fault that
+//! ran but was not applied judges nothing, and the evidence says why it was
+//! not applied.
 
 use commlab_api::{
     FaultKind, Pattern, Target, Workload,
-    results::{Claim, ClaimVerdict, FaultMeasurement, PhaseMeasurement},
+    results::{Claim, ClaimVerdict, FaultMeasurement, FaultNotApplied, PhaseMeasurement},
 };
 
 use super::{
@@ -54,22 +56,45 @@ fn confirmed_if(condition: bool) -> ClaimVerdict {
     }
 }
 
-/// What to add to `spec.chaos` to measure a claim that needs a fault.
-fn add_fault(kind: FaultKind, target: Target) -> String {
-    format!(
-        "no {kind} of {target} ran; add {{name: {target}-down, fault: {kind}, target: {target}, at: 20s, duration: 15s}} to spec.chaos"
-    )
+/// The faults of one pattern's run, as the claims read them.
+#[derive(Clone, Copy)]
+struct Faults<'a> {
+    measured: &'a [FaultMeasurement],
+    not_applied: &'a [FaultNotApplied],
 }
 
-fn faults_of(
-    faults: &[FaultMeasurement],
-    kind: FaultKind,
-    target: Target,
-) -> Vec<&FaultMeasurement> {
-    faults
-        .iter()
-        .filter(|f| f.fault == kind && f.target == target)
-        .collect()
+impl<'a> Faults<'a> {
+    /// The measured faults of `kind` on `target`.
+    fn of(&self, kind: FaultKind, target: Target) -> Vec<&'a FaultMeasurement> {
+        self.measured
+            .iter()
+            .filter(|f| f.fault == kind && f.target == target)
+            .collect()
+    }
+
+    /// Why a claim that needs a `kind` fault on `target` is not measured:
+    /// such faults were not applied (with the reasons), or none ran and
+    /// this is what to add to `spec.chaos`.
+    fn unmeasured(&self, kind: FaultKind, target: Target) -> String {
+        let not_applied: Vec<String> = self
+            .not_applied
+            .iter()
+            .filter(|f| f.fault == kind && f.target == target)
+            .map(|f| {
+                format!(
+                    "`{}` ({kind} of {target}) was not applied, so its window is not judged: {}",
+                    f.name, f.reason
+                )
+            })
+            .collect();
+        if not_applied.is_empty() {
+            format!(
+                "no {kind} of {target} ran; add {{name: {target}-down, fault: {kind}, target: {target}, at: 20s, duration: 15s}} to spec.chaos"
+            )
+        } else {
+            not_applied.join("; ")
+        }
+    }
 }
 
 /// `orders answered 2.1% of checkouts during catalog-down`, for each fault.
@@ -103,11 +128,11 @@ fn highest(faults: &[&FaultMeasurement], value: impl Fn(&FaultMeasurement) -> f6
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
-fn direct_call_down_with_catalog(faults: &[FaultMeasurement]) -> Claim {
+fn direct_call_down_with_catalog(faults: Faults) -> Claim {
     let statement = "With a direct API call, if catalog is down, orders is down too.";
-    let outages = faults_of(faults, FaultKind::Outage, Target::Catalog);
+    let outages = faults.of(FaultKind::Outage, Target::Catalog);
     if outages.is_empty() {
-        let evidence = add_fault(FaultKind::Outage, Target::Catalog);
+        let evidence = faults.unmeasured(FaultKind::Outage, Target::Catalog);
         return claim(
             DIRECT_CALL_DOWN_WITH_CATALOG,
             statement,
@@ -129,11 +154,11 @@ fn direct_call_down_with_catalog(faults: &[FaultMeasurement]) -> Claim {
     )
 }
 
-fn events_cache_up_without_catalog(faults: &[FaultMeasurement]) -> Claim {
+fn events_cache_up_without_catalog(faults: Faults) -> Claim {
     let statement = "A cache fed by update events keeps orders available while catalog is down.";
-    let outages = faults_of(faults, FaultKind::Outage, Target::Catalog);
+    let outages = faults.of(FaultKind::Outage, Target::Catalog);
     if outages.is_empty() {
-        let evidence = add_fault(FaultKind::Outage, Target::Catalog);
+        let evidence = faults.unmeasured(FaultKind::Outage, Target::Catalog);
         return claim(
             EVENTS_CACHE_UP_WITHOUT_CATALOG,
             statement,
@@ -155,11 +180,11 @@ fn events_cache_up_without_catalog(faults: &[FaultMeasurement]) -> Claim {
     )
 }
 
-fn messaging_accepts_without_catalog(faults: &[FaultMeasurement]) -> Claim {
+fn messaging_accepts_without_catalog(faults: Faults) -> Claim {
     let statement = "With async messaging, orders accepts checkouts while catalog is down and completes them later.";
-    let outages = faults_of(faults, FaultKind::Outage, Target::Catalog);
+    let outages = faults.of(FaultKind::Outage, Target::Catalog);
     if outages.is_empty() {
-        let evidence = add_fault(FaultKind::Outage, Target::Catalog);
+        let evidence = faults.unmeasured(FaultKind::Outage, Target::Catalog);
         return claim(
             MESSAGING_ACCEPTS_WITHOUT_CATALOG,
             statement,
@@ -196,11 +221,11 @@ fn messaging_accepts_without_catalog(faults: &[FaultMeasurement]) -> Claim {
     )
 }
 
-fn shared_database_down_takes_every_app_down(faults: &[FaultMeasurement]) -> Claim {
+fn shared_database_down_takes_every_app_down(faults: Faults) -> Claim {
     let statement = "When the shared database is down, every app is down.";
-    let outages = faults_of(faults, FaultKind::Outage, Target::Database);
+    let outages = faults.of(FaultKind::Outage, Target::Database);
     if outages.is_empty() {
-        let evidence = add_fault(FaultKind::Outage, Target::Database);
+        let evidence = faults.unmeasured(FaultKind::Outage, Target::Database);
         return claim(
             SHARED_DATABASE_DOWN_TAKES_EVERY_APP_DOWN,
             statement,
@@ -282,25 +307,32 @@ fn cache_serves_stale_prices(
     )
 }
 
-/// The article's claims about `pattern` alone, judged from its run.
+/// The article's claims about `pattern` alone, judged from its run: the
+/// baseline and the faults that were in force (`faults`); the faults that
+/// were not applied only explain a claim left unmeasured.
 pub fn pattern_claims(
     pattern: Pattern,
     baseline: &PhaseMeasurement,
     faults: &[FaultMeasurement],
+    not_applied: &[FaultNotApplied],
     workload: &Workload,
 ) -> Vec<Claim> {
+    let run = Faults {
+        measured: faults,
+        not_applied,
+    };
     match pattern {
-        Pattern::SharedData => vec![shared_database_down_takes_every_app_down(faults)],
-        Pattern::DirectApiCall => vec![direct_call_down_with_catalog(faults)],
+        Pattern::SharedData => vec![shared_database_down_takes_every_app_down(run)],
+        Pattern::DirectApiCall => vec![direct_call_down_with_catalog(run)],
         Pattern::AsyncPolling => vec![],
-        Pattern::AsyncMessaging => vec![messaging_accepts_without_catalog(faults)],
+        Pattern::AsyncMessaging => vec![messaging_accepts_without_catalog(run)],
         Pattern::CacheWithApiUpdates => {
             vec![cache_serves_stale_prices(
                 pattern, baseline, faults, workload,
             )]
         }
         Pattern::CacheWithUpdateEvents => vec![
-            events_cache_up_without_catalog(faults),
+            events_cache_up_without_catalog(run),
             cache_serves_stale_prices(pattern, baseline, faults, workload),
         ],
     }
@@ -410,7 +442,7 @@ pub fn cross_pattern_claims(patterns: &[PatternReport]) -> Vec<Claim> {
 mod tests {
     use commlab_api::results::StalenessMs;
 
-    use super::super::fixtures::{baseline, catalog_down, comparison, fault};
+    use super::super::fixtures::{baseline, catalog_down, comparison, fault, not_applied};
     use super::*;
 
     fn verdicts(claims: &[Claim]) -> Vec<(&str, ClaimVerdict)> {
@@ -418,7 +450,13 @@ mod tests {
     }
 
     fn only(pattern: Pattern, faults: &[FaultMeasurement]) -> Claim {
-        let claims = pattern_claims(pattern, &baseline(1.0, 5.0), faults, &Workload::default());
+        let claims = pattern_claims(
+            pattern,
+            &baseline(1.0, 5.0),
+            faults,
+            &[],
+            &Workload::default(),
+        );
         claims.into_iter().next().unwrap()
     }
 
@@ -454,12 +492,70 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_not_applied_judges_nothing_and_the_evidence_says_why() {
+        let outage = not_applied("catalog-down", FaultKind::Outage, Target::Catalog);
+        for pattern in [
+            Pattern::DirectApiCall,
+            Pattern::AsyncMessaging,
+            Pattern::CacheWithUpdateEvents,
+        ] {
+            let claim = pattern_claims(
+                pattern,
+                &baseline(1.0, 5.0),
+                &[],
+                std::slice::from_ref(&outage),
+                &Workload::default(),
+            )
+            .remove(0);
+            assert_eq!(claim.verdict, ClaimVerdict::NotMeasured, "{pattern}");
+            assert_eq!(
+                claim.evidence,
+                format!(
+                    "`catalog-down` (Outage of catalog) was not applied, so its window is not judged: {}",
+                    outage.reason
+                )
+            );
+        }
+        // A catalog outage that was applied still decides; one not applied beside it changes nothing.
+        let decided = pattern_claims(
+            Pattern::DirectApiCall,
+            &baseline(1.0, 5.0),
+            &[catalog_down(0.01)],
+            std::slice::from_ref(&outage),
+            &Workload::default(),
+        )
+        .remove(0);
+        assert_eq!(decided.verdict, ClaimVerdict::Confirmed);
+        assert!(
+            !decided.evidence.contains("not applied"),
+            "{}",
+            decided.evidence
+        );
+        // A not-applied fault of another kind or target is no excuse.
+        let other = not_applied("db-down", FaultKind::Outage, Target::Database);
+        let unrelated = pattern_claims(
+            Pattern::DirectApiCall,
+            &baseline(1.0, 5.0),
+            &[],
+            &[other],
+            &Workload::default(),
+        )
+        .remove(0);
+        assert!(
+            unrelated.evidence.starts_with("no Outage of catalog ran"),
+            "{}",
+            unrelated.evidence
+        );
+    }
+
+    #[test]
     fn events_cache_up_without_catalog_each_verdict() {
         let claim = |faults: &[FaultMeasurement]| {
             let all = pattern_claims(
                 Pattern::CacheWithUpdateEvents,
                 &baseline(1.0, 5.0),
                 faults,
+                &[],
                 &Workload::default(),
             );
             all.into_iter()
@@ -530,7 +626,14 @@ mod tests {
     fn cache_serves_stale_prices_each_verdict() {
         let claim =
             |baseline: PhaseMeasurement, faults: &[FaultMeasurement], workload: &Workload| {
-                pattern_claims(Pattern::CacheWithApiUpdates, &baseline, faults, workload).remove(0)
+                pattern_claims(
+                    Pattern::CacheWithApiUpdates,
+                    &baseline,
+                    faults,
+                    &[],
+                    workload,
+                )
+                .remove(0)
             };
         let workload = Workload::default();
         let mut stale = baseline(0.4, 2.0);
@@ -576,7 +679,7 @@ mod tests {
     #[test]
     fn each_pattern_gets_its_own_claims() {
         let ids = |pattern| {
-            pattern_claims(pattern, &baseline(1.0, 5.0), &[], &Workload::default())
+            pattern_claims(pattern, &baseline(1.0, 5.0), &[], &[], &Workload::default())
                 .into_iter()
                 .map(|c| c.id)
                 .collect::<Vec<_>>()

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use super::{
     FaultWindow, PatternReport, Report, ReportError,
     format::{format_ms, format_ratio, format_rps},
-    table::{Grid, all_claims, availability_grid, summary_grid, verdict_label},
+    table::{Grid, all_claims, availability_grid, not_applied_lines, summary_grid, verdict_label},
     topology::LinkPath,
 };
 
@@ -33,6 +33,7 @@ caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
 th, td { border-bottom: 1px solid #e5e7eb; padding: 0.25rem 0.6rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 .note { color: #6b7280; font-size: 0.85rem; }
+.not-applied { color: #b45309; }
 .claims { list-style: none; padding: 0; }
 .claims li { margin: 0.5rem 0; padding-left: 0.6rem; border-left: 4px solid #9ca3af; }
 .claims li.confirmed { border-color: #059669; }
@@ -259,7 +260,7 @@ fn write_grid(out: &mut String, grid: &Grid) {
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody>\n</table>\n");
-    if let Some(note) = &grid.note {
+    for note in &grid.notes {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(note));
     }
 }
@@ -376,9 +377,12 @@ fn write_pattern(out: &mut String, pattern: &PatternReport) -> Result<(), Report
                     ]
                 })
                 .collect(),
-            note: None,
+            notes: Vec::new(),
         };
         write_grid(out, &grid);
+    }
+    for line in not_applied_lines(pattern) {
+        let _ = writeln!(out, "<p class=\"not-applied\">{}</p>", escape(&line));
     }
     out.push_str(&success_chart(pattern)?);
     out.push_str(&latency_chart(pattern)?);
@@ -529,6 +533,34 @@ mod tests {
             );
         }
         assert!(html.contains("class=\"confirmed\""));
+    }
+
+    #[test]
+    fn a_fault_not_applied_is_named_with_its_reason_and_not_shaded() {
+        use commlab_api::{FaultKind, Target};
+
+        let mut report = comparison();
+        let first = &mut report.patterns[0];
+        first.faults.clear();
+        first.fault_windows.clear();
+        first.faults_not_applied = vec![super::super::fixtures::not_applied(
+            "catalog-down",
+            FaultKind::Outage,
+            Target::Catalog,
+        )];
+        let html = render_html(&report).unwrap();
+        let line = format!(
+            "<p class=\"not-applied\">`catalog-down` for {}: not applied: Chaos Mesh failed to inject it \
+             into lab/shop-catalog-1: Error: Specified qdisc kind is unknown.</p>",
+            report.patterns[0].pattern
+        );
+        assert!(html.contains(&line), "{html}");
+        assert!(html.contains("<td>not applied</td>"));
+        assert_eq!(
+            html.matches(&shade_fill()).count(),
+            2 * (report.patterns.len() - 1),
+            "the window of a fault not applied is not shaded"
+        );
     }
 
     #[test]

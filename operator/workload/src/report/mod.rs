@@ -20,7 +20,7 @@ mod verdict;
 
 use commlab_api::{
     Components, Fault, Pattern, Workload,
-    results::{Claim, FaultMeasurement, PhaseMeasurement, Scores, TimelineRow},
+    results::{Claim, FaultMeasurement, FaultNotApplied, PhaseMeasurement, Scores, TimelineRow},
 };
 use serde::{Deserialize, Serialize};
 
@@ -152,8 +152,9 @@ fn memory_mib_from_meminfo(text: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// When a fault of the chaos plan was active, in seconds since the measured
-/// run started; the charts shade these windows.
+/// When a fault of the chaos plan was planned to be active, in seconds
+/// since the measured run started: the window its figures cover. The charts
+/// shade these windows, for the faults that were applied.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultWindow {
@@ -172,11 +173,6 @@ impl FaultWindow {
             to_s: from_s + fault.duration.as_std().as_secs_f64(),
         }
     }
-
-    /// The windows of a whole chaos plan, in plan order.
-    pub fn of_plan(plan: &[Fault]) -> Vec<Self> {
-        plan.iter().map(Self::of).collect()
-    }
 }
 
 /// What the engine measured for one pattern: the input of [`PatternReport::new`].
@@ -185,7 +181,10 @@ pub struct PatternRun {
     /// What was deployed beside orders and catalog (`spec.components`).
     pub components: Components,
     pub baseline: PhaseMeasurement,
+    /// The faults that were in force.
     pub faults: Vec<FaultMeasurement>,
+    /// The faults that were not applied; nothing is judged from them.
+    pub faults_not_applied: Vec<FaultNotApplied>,
     /// The last good rate of the capacity probe, when it ran.
     pub capacity_rps: Option<f64>,
     pub timeline: Vec<TimelineRow>,
@@ -199,8 +198,12 @@ pub struct PatternReport {
     pub pattern: Pattern,
     pub topology: Topology,
     pub baseline: PhaseMeasurement,
+    /// The faults that were in force, measured.
     #[serde(default)]
     pub faults: Vec<FaultMeasurement>,
+    /// The faults that were not applied, with the reason; not judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults_not_applied: Vec<FaultNotApplied>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_rps: Option<f64>,
     pub scores: Scores,
@@ -225,12 +228,19 @@ impl PatternReport {
             run.capacity_rps,
             workload,
         );
-        let claims = pattern_claims(pattern, &run.baseline, &run.faults, workload);
+        let claims = pattern_claims(
+            pattern,
+            &run.baseline,
+            &run.faults,
+            &run.faults_not_applied,
+            workload,
+        );
         Self {
             pattern,
             topology,
             baseline: run.baseline,
             faults: run.faults,
+            faults_not_applied: run.faults_not_applied,
             capacity_rps: run.capacity_rps,
             scores,
             claims,
@@ -239,7 +249,7 @@ impl PatternReport {
         }
     }
 
-    /// The worst availability of orders under any fault, if a fault ran.
+    /// The worst availability of orders under any fault, if a fault was applied.
     pub fn worst_availability(&self) -> Option<&FaultMeasurement> {
         self.faults
             .iter()
@@ -358,10 +368,23 @@ pub(crate) mod fixtures {
             target,
             availability,
             completed_ratio: availability,
+            in_force: None,
             response_ms: latency(2.0, 20.0),
             completion_ms: latency(2.0, 20.0),
             recovery_s: Some(1.5),
             stale_ratio: 0.0,
+        }
+    }
+
+    /// A fault Chaos Mesh could not inject, with its message.
+    pub fn not_applied(name: &str, fault: FaultKind, target: Target) -> FaultNotApplied {
+        FaultNotApplied {
+            name: name.to_owned(),
+            fault,
+            target,
+            reason: "Chaos Mesh failed to inject it into lab/shop-catalog-1: \
+                     Error: Specified qdisc kind is unknown."
+                .to_owned(),
         }
     }
 
@@ -396,6 +419,7 @@ pub(crate) mod fixtures {
             components: Components::default(),
             baseline: baseline(p50, p50 * 5.0),
             faults,
+            faults_not_applied: Vec::new(),
             capacity_rps: Some(1500.0),
             timeline: timeline(60),
             fault_windows: vec![FaultWindow {
@@ -460,6 +484,47 @@ mod tests {
     }
 
     #[test]
+    fn each_fault_says_when_it_was_in_force_or_why_it_was_not_applied() {
+        use commlab_api::{FaultKind, Target, results::InForce};
+
+        let mut report = fixtures::comparison();
+        let quiet = report.to_json();
+        assert!(
+            !quiet.contains("faultsNotApplied") && !quiet.contains("inForce"),
+            "nothing new in a report whose faults all applied and were not confirmed"
+        );
+        let direct = &mut report.patterns[1];
+        direct.faults[0].in_force = Some(InForce {
+            from_s: 20.25,
+            to_s: None,
+            recovery_unconfirmed: Some("not confirmed undone within 10s".into()),
+        });
+        direct.faults_not_applied = vec![fixtures::not_applied(
+            "slow-catalog",
+            FaultKind::Delay,
+            Target::Catalog,
+        )];
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let direct = &json["patterns"][1];
+        assert_eq!(
+            direct["faults"][0]["inForce"],
+            serde_json::json!({
+                "fromS": 20.25,
+                "recoveryUnconfirmed": "not confirmed undone within 10s",
+            })
+        );
+        assert_eq!(direct["faultsNotApplied"][0]["name"], "slow-catalog");
+        assert_eq!(direct["faultsNotApplied"][0]["fault"], "Delay");
+        assert!(
+            direct["faultsNotApplied"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("Specified qdisc kind is unknown.")
+        );
+        assert_eq!(Report::from_json(&report.to_json()).unwrap(), report);
+    }
+
+    #[test]
     fn wrong_schema_is_refused_with_a_clear_message() {
         let text = r#"{"schema": "commlab.dev/report/v2", "whatever": 1}"#;
         let error = Report::from_json(text).unwrap_err();
@@ -514,12 +579,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            FaultWindow::of_plan(&[fault]),
-            vec![FaultWindow {
+            FaultWindow::of(&fault),
+            FaultWindow {
                 name: "catalog-down".into(),
                 from_s: 20.0,
                 to_s: 35.0
-            }]
+            }
         );
     }
 

@@ -20,7 +20,8 @@ pub(crate) struct Grid {
     pub title: String,
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
-    pub note: Option<String>,
+    /// Lines under the table, each its own paragraph.
+    pub notes: Vec<String>,
 }
 
 /// Baseline latency, consistency and the five scores, one row per pattern.
@@ -64,25 +65,49 @@ pub(crate) fn summary_grid(report: &Report) -> Grid {
         title: "Baseline latency, stale prices and scores (0-100, higher is better)".into(),
         headers: headers.map(str::to_owned).to_vec(),
         rows,
-        note: Some(
+        notes: vec![
             "resp = orders answered, done = checkout priced; scores: performance, scalability, isolation, complexity, consistency"
                 .into(),
-        ),
+        ],
     }
 }
 
-/// Fault names of all patterns, in the order they first appear.
+/// Fault names of all patterns, applied or not, in the order they first appear.
 fn fault_names(report: &Report) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for fault in report.patterns.iter().flat_map(|p| &p.faults) {
-        if !names.contains(&fault.name) {
-            names.push(fault.name.clone());
+    for pattern in &report.patterns {
+        let applied = pattern.faults.iter().map(|f| &f.name);
+        let not_applied = pattern.faults_not_applied.iter().map(|f| &f.name);
+        for name in applied.chain(not_applied) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
         }
     }
     names
 }
 
+/// What a fault that was not applied shows where its figures would be.
+pub(crate) const NOT_APPLIED: &str = "not applied";
+
+/// `not applied: <reason>` for each fault of `pattern` that was not applied.
+pub(crate) fn not_applied_lines(pattern: &PatternReport) -> Vec<String> {
+    pattern
+        .faults_not_applied
+        .iter()
+        .map(|f| {
+            format!(
+                "`{}` for {}: {NOT_APPLIED}: {}",
+                f.name, pattern.pattern, f.reason
+            )
+        })
+        .collect()
+}
+
 fn availability_cell(pattern: &PatternReport, name: &str) -> String {
+    if pattern.faults_not_applied.iter().any(|f| f.name == name) {
+        return NOT_APPLIED.to_owned();
+    }
     match pattern.faults.iter().find(|f| f.name == name) {
         None => "-".to_owned(),
         Some(f) if pattern.pattern.completes_asynchronously() => {
@@ -118,17 +143,21 @@ pub(crate) fn availability_grid(report: &Report) -> Option<Grid> {
         .patterns
         .iter()
         .any(|p| p.pattern.completes_asynchronously());
-    let note = asynchronous.then(|| {
+    let legend = if asynchronous {
         format!(
             "{}: accepted / priced by the end of the run; - = fault not run for this pattern",
             Pattern::AsyncMessaging
         )
-    });
+    } else {
+        "- = fault not run for this pattern".to_owned()
+    };
+    let mut notes = vec![legend];
+    notes.extend(report.patterns.iter().flat_map(not_applied_lines));
     Some(Grid {
         title: "Availability of orders under each fault".into(),
         headers,
         rows,
-        note: note.or_else(|| Some("- = fault not run for this pattern".into())),
+        notes,
     })
 }
 
@@ -186,7 +215,7 @@ fn write_grid(out: &mut String, grid: &Grid) {
         }
         start = end;
     }
-    if let Some(note) = &grid.note {
+    for note in &grid.notes {
         wrap_into(out, note, "", "");
     }
 }
@@ -291,7 +320,7 @@ pub fn render_table(report: &Report) -> String {
 mod tests {
     use commlab_api::{FaultKind, Target};
 
-    use super::super::fixtures::{comparison, fault};
+    use super::super::fixtures::{comparison, fault, not_applied};
     use super::*;
 
     #[test]
@@ -401,6 +430,46 @@ mod tests {
             .nth(1)
             .unwrap();
         assert!(shared.trim_end().ends_with('-'), "{shared}");
+    }
+
+    #[test]
+    fn a_fault_not_applied_shows_as_such_with_its_reason() {
+        let mut report = comparison();
+        let direct = report
+            .patterns
+            .iter_mut()
+            .find(|p| p.pattern == Pattern::DirectApiCall)
+            .unwrap();
+        direct.faults_not_applied = vec![not_applied(
+            "slow-catalog",
+            FaultKind::Delay,
+            Target::Catalog,
+        )];
+        let table = render_table(&report);
+        let row = table
+            .lines()
+            .filter(|l| l.starts_with("DirectApiCall "))
+            .nth(1)
+            .unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["DirectApiCall", "2%", "not", "applied"]
+        );
+        let other = table
+            .lines()
+            .filter(|l| l.starts_with("SharedData "))
+            .nth(1)
+            .unwrap();
+        assert!(other.trim_end().ends_with('-'), "{other}");
+        let words = table.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words.contains(
+                "`slow-catalog` for DirectApiCall: not applied: Chaos Mesh failed to inject it \
+                 into lab/shop-catalog-1: Error: Specified qdisc kind is unknown."
+            ),
+            "{table}"
+        );
+        assert!(table.lines().all(|l| l.chars().count() <= WIDTH));
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn millis(duration: &commlab_api::Duration) -> f64 {
 ///
 /// - `p99`: the baseline response p99;
 /// - `availability`: the baseline success ratio and orders' availability
-///   during every fault;
+///   during every fault that was applied (one that was not is not judged);
 /// - `maxStaleness`: the baseline staleness p99.
 pub fn judge(report: &PatternReport, slo: Option<&Slo>) -> (Verdict, Vec<String>) {
     let mut violations = Vec::new();
@@ -79,7 +79,7 @@ pub fn judge(report: &PatternReport, slo: Option<&Slo>) -> (Verdict, Vec<String>
 }
 
 /// The printer columns: baseline response p99, worst availability under a
-/// fault (`-` without faults), baseline staleness p99.
+/// fault (`-` without a fault that was applied), baseline staleness p99.
 pub fn display_columns(report: &PatternReport) -> DisplayColumns {
     DisplayColumns {
         p99: format_ms(report.baseline.response_ms.p99),
@@ -96,6 +96,7 @@ pub fn experiment_results(report: &PatternReport, slo: Option<&Slo>) -> Experime
     ExperimentResults {
         baseline: report.baseline.clone(),
         faults: report.faults.clone(),
+        faults_not_applied: report.faults_not_applied.clone(),
         capacity_rps: report.capacity_rps,
         scores: report.scores.clone(),
         claims: report.claims.clone(),
@@ -109,7 +110,7 @@ pub fn experiment_results(report: &PatternReport, slo: Option<&Slo>) -> Experime
 mod tests {
     use commlab_api::{FaultKind, Pattern, Target};
 
-    use super::super::fixtures::{catalog_down, comparison, fault};
+    use super::super::fixtures::{catalog_down, comparison, fault, not_applied};
     use super::*;
 
     fn slo(json: &str) -> Slo {
@@ -216,6 +217,30 @@ mod tests {
         );
         report.faults.clear();
         assert_eq!(display_columns(&report).availability, "-");
+    }
+
+    #[test]
+    fn a_fault_not_applied_is_in_the_results_with_its_reason_and_judged_by_no_objective() {
+        let mut report = direct();
+        report.faults.clear();
+        report.faults_not_applied = vec![not_applied(
+            "catalog-down",
+            FaultKind::Outage,
+            Target::Catalog,
+        )];
+        let results = experiment_results(&report, Some(&slo(r#"{"availability": "99%"}"#)));
+        assert_eq!(results.verdict, Verdict::Pass, "{:?}", results.violations);
+        assert_eq!(results.display.availability, "-");
+        assert_eq!(results.faults_not_applied, report.faults_not_applied);
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["faultsNotApplied"][0]["name"], "catalog-down");
+        assert!(
+            json["faultsNotApplied"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("Specified qdisc kind is unknown")
+        );
+        assert!(json.get("faults").is_none(), "no measured fault: {json}");
     }
 
     #[test]
