@@ -103,17 +103,24 @@ pub fn dashboard_token_secret(
 }
 
 /// How the runner reaches the dashboard, as container env: the URL as a
-/// value, the token from the pattern's copy. Nothing for Chaos Mesh's CRDs,
-/// the default, so that the Job of a default install stays as it was (a
-/// Job's pod template cannot change once created).
+/// value, the token from the pattern's copy; and how long it waits for
+/// Chaos Mesh to confirm a fault, when the operator was given that. Nothing
+/// for Chaos Mesh's CRDs with the defaults, so that the Job of a default
+/// install stays as it was (a Job's pod template cannot change once
+/// created).
 fn chaos_env(names: &Names, chaos: &ClusterBackendArgs) -> Vec<serde_json::Value> {
+    let mut env: Vec<serde_json::Value> = chaos
+        .confirm_timeout
+        .iter()
+        .map(|timeout| serde_json::json!({ "name": cluster_backend::CONFIRM_TIMEOUT_ENV, "value": timeout.as_str() }))
+        .collect();
     if !chaos.is_dashboard() {
-        return Vec::new();
+        return env;
     }
-    let mut env = vec![
+    env.extend([
         serde_json::json!({ "name": cluster_backend::BACKEND_ENV, "value": chaos.backend.as_str() }),
         serde_json::json!({ "name": cluster_backend::DASHBOARD_URL_ENV, "value": chaos.dashboard_url.clone().unwrap_or_default() }),
-    ];
+    ]);
     if chaos.dashboard_token.is_some() {
         env.push(serde_json::json!({
             "name": cluster_backend::TOKEN_ENV,
@@ -500,6 +507,24 @@ mod tests {
         assert!(
             secret.is_none(),
             "no token copy when the dashboard is not used"
+        );
+    }
+
+    #[test]
+    fn the_operator_s_confirm_timeout_reaches_the_runner() {
+        let chaos = ClusterBackendArgs {
+            confirm_timeout: Some("4s".parse().unwrap()),
+            ..ClusterBackendArgs::default()
+        };
+        let (_, env, _) = with_backend(&chaos);
+        assert_eq!(
+            env["COMMLAB_CHAOS_CONFIRM_TIMEOUT"].value.as_deref(),
+            Some("4s")
+        );
+        let (_, env, _) = with_backend(&ClusterBackendArgs::default());
+        assert!(
+            !env.contains_key("COMMLAB_CHAOS_CONFIRM_TIMEOUT"),
+            "{env:?}"
         );
     }
 

@@ -252,6 +252,7 @@ async fn the_values_schema_refuses_bad_values() -> anyhow::Result<()> {
         ("replicas=2", "replicas"),
         ("chaos.backend=litmus", "backend"),
         ("chaos.dashboard.url=https://chaos-dashboard:2333", "url"),
+        ("chaos.confirmTimeout=soon", "confirmTimeout"),
     ] {
         match helm_template(&client, "commlab", &["--set", value]).await {
             Ok(_) => {
@@ -294,6 +295,27 @@ fn documents_of_kind(manifests: &str, kind: &str) -> anyhow::Result<Vec<serde_js
         }
     }
     Ok(found)
+}
+
+#[tokio::test]
+async fn a_confirm_timeout_reaches_the_operator_only_when_given() -> anyhow::Result<()> {
+    let client = commlab_e2e::client().await?;
+    let confirm_timeout = |manifests: &str| -> anyhow::Result<Option<serde_json::Value>> {
+        let deployments = documents_of_kind(manifests, "Deployment")?;
+        let env = deployments[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .context("the operator's env")?
+            .clone();
+        Ok(env
+            .into_iter()
+            .find(|e| e["name"] == "COMMLAB_CHAOS_CONFIRM_TIMEOUT")
+            .map(|e| e["value"].clone()))
+    };
+    let given = helm_template(&client, "commlab", &["--set", "chaos.confirmTimeout=4s"]).await?;
+    ensure!(confirm_timeout(&given)? == Some("4s".into()));
+    let default = helm_template(&client, "commlab", &[]).await?;
+    ensure!(confirm_timeout(&default)?.is_none(), "the runner's default");
+    Ok(())
 }
 
 #[tokio::test]
