@@ -7,23 +7,23 @@
 #   e2e/run.sh local [manifest]   # the local control plane of e2e/cluster; no Docker
 #
 # The manifest defaults to examples/compare-all.yaml (six patterns, about
-# two minutes each). Exit status 0 only when every experiment Completed.
+# two minutes each) for kind, and to e2e/manifests/real-faults.yaml (five
+# patterns, whose fault effects e2e/assert_faults.py then checks from the
+# status) for local. Exit status 0 only when every experiment Completed (and,
+# for real-faults, every fault had its effect).
 #
 # kind: creates a kind cluster, builds the repository's Dockerfile and loads
 #   the image into the cluster, installs Chaos Mesh from its Helm chart (so
 #   the faults are real), installs charts/commlab and runs the manifest.
 #   The cluster is deleted afterwards unless COMMLAB_E2E_KEEP=1.
-# local: the same steps on the local control plane (e2e/cluster/up.sh, or
-#   the one COMMLAB_KUBECONFIG names), minus the image and Chaos Mesh: kwok
-#   runs no containers, so the Chaos Mesh CRDs come from a test fixture (the
-#   chaos objects are created and deleted, never acted on), and the chart's
-#   Deployment and runner Jobs are played by local processes: the operator
-#   binary with a token of the chart's ServiceAccount (so the chart's RBAC is
-#   what is exercised) and the chart's environment, and `play-runners`
-#   (e2e/src/player.rs), which runs each runner Job's `commlab experiment`
-#   with the runner's token against services started on loopback. Needs what
-#   scripts/install-deps.sh installs (PostgreSQL, NATS), and Go when the
-#   control plane is not built yet.
+# local: the same on the local cluster of e2e/cluster (up.sh, or the one
+#   COMMLAB_KUBECONFIG names), whose real node runs every pod in a container:
+#   the images are built here without Docker (e2e/images) and imported into
+#   the node's containerd, Chaos Mesh's controller and daemon run on the host
+#   (e2e/chaos-mesh), the kwok nodes are cordoned and the real node's taint
+#   lifted for the run. The operator runs in its pod with the chart's
+#   ServiceAccount, the runner Jobs' pods run the experiments, Chaos Mesh
+#   applies the faults. Needs root and what scripts/install-deps.sh installs.
 #
 # Environment: COMMLAB_E2E_TIMEOUT (seconds to wait for Completed, default
 # 1800), COMMLAB_E2E_OUT (logs, default target/e2e), COMMLAB_KUBECONFIG,
@@ -38,7 +38,11 @@ usage() {
 (($# >= 1 && $# <= 2)) || usage
 target="$1"
 # A manifest named relative to where the script was started from.
-manifest="$(readlink -f -- "${2:-$(dirname "$0")/../examples/compare-all.yaml}")"
+case "$target" in
+  local) default_manifest=e2e/manifests/real-faults.yaml ;;
+  *) default_manifest=examples/compare-all.yaml ;;
+esac
+manifest="$(readlink -f -- "${2:-$(dirname "$0")/../$default_manifest}")"
 [[ -f "$manifest" ]] || { echo "no manifest ${2:-}" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 
@@ -65,6 +69,8 @@ cleanups=()
 on_exit() {
   local status=$?
   local i
+  # Cleanup steps may look at how the run ended.
+  exit_status=$status
   for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do
     eval "${cleanups[i]}" || true
   done
@@ -73,9 +79,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Checked while waiting; the local target watches its processes with it.
-helpers_alive() { true; }
 
 # Installs the chart (extra helm arguments in "$@").
 install_chart() {
@@ -115,7 +118,6 @@ wait_completed() {
   local deadline=$((SECONDS + TIMEOUT)) phases previous=""
   log "waiting up to ${TIMEOUT}s for the experiments to complete"
   while true; do
-    helpers_alive || return 1
     phases="$(k get pcmp,cpat --namespace "$EXPERIMENT_NS" \
       -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.status.phase}{"\n"}{end}')"
     if [[ "$phases" != "$previous" ]]; then
@@ -196,118 +198,86 @@ run_local() {
   KUBECTL="${COMMLAB_KUBECTL:-$(e2e/cluster/build.sh --print-bin kubectl)}"
   HELM="${COMMLAB_HELM:-$(e2e/cluster/build.sh --print-bin helm)}"
   export KUBECONFIG="$admin"
+  # The real node's name, address, taint and containerd socket (up.sh).
+  local node_env
+  node_env="$(dirname "$admin")/node.env"
+  [[ -f "$node_env" ]] || die "$node_env is missing: the cluster has no real node (e2e/cluster/up.sh makes one)"
+  # shellcheck source=/dev/null
+  source "$node_env"
 
-  log "building the operator, commlab and play-runners"
-  cargo build --locked -q -p commlab-controller --bin commlab-operator \
-    -p commlab-workload --bin commlab -p commlab-e2e --bin play-runners
-  local bin="${CARGO_TARGET_DIR:-target}/debug"
+  log "images: build and import into the node's containerd"
+  e2e/images/build.sh --import "$CONTAINERD_SOCK" >&2
 
-  log "Chaos Mesh CRDs from e2e/fixtures/chaos-mesh-crds.yaml"
-  k apply -f e2e/fixtures/chaos-mesh-crds.yaml >&2
-  k wait --for=condition=Established --timeout=60s \
-    crd/podchaos.chaos-mesh.org crd/networkchaos.chaos-mesh.org >&2
+  log "Chaos Mesh: the controller and chaos-daemon on the host"
+  e2e/chaos-mesh/build.sh >&2
+  COMMLAB_CHAOS_DAEMON_RUNTIME_SOCKET="$CONTAINERD_SOCK" COMMLAB_NODE_IP="$NODE_IP" COMMLAB_NODE_NAME="$NODE_NAME" \
+    COMMLAB_PAUSE_IMAGE="$PAUSE_IMAGE" e2e/chaos-mesh/up.sh "$admin" >&2
+  # Runs last: the controller removes its finalizers from the chaos objects
+  # of the experiments deleted before it.
+  cleanups+=("e2e/chaos-mesh/down.sh >&2")
 
-  # --wait: kwok makes the operator's pod Ready (it runs nothing). kwok keeps
-  # the runner pods Running so that their Jobs wait for the player.
-  install_chart -f - <<'EOF'
-runnerPodLabels:
-  commlab.dev/kwok-keep-running: "true"
+  place_pods_on_the_real_node
+
+  # The images built here, never pulled. A comparison keeps the children of
+  # the patterns it has run, so on a 2-CPU node the services request little
+  # (they stay idle once their experiment is over).
+  install_chart -f - <<EOF
+image: { repository: localhost/commlab/commlab, tag: dev, pullPolicy: Never }
+databaseImage: localhost/commlab/postgres:15
+brokerImage: localhost/commlab/nats:2.9
+serviceResources: { cpu: 20m, memory: 64Mi }
 EOF
-
-  # The operator as the chart deploys it: its ServiceAccount's token only,
-  # and the environment of its container (values, not references).
-  local deployment="deployment/$RELEASE-operator" account="$RELEASE-operator"
-  local token server ca
-  token="$(k create token "$account" --namespace "$OPERATOR_NS" --duration=4h)"
-  server="$(k config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
-  ca="$(k config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
-  local operator_kubeconfig="$OUT/operator.kubeconfig"
-  (umask 077 && cat >"$operator_kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters: [{ name: e2e, cluster: { server: "$server", certificate-authority-data: "$ca" } }]
-users: [{ name: operator, user: { token: "$token" } }]
-contexts: [{ name: operator, context: { cluster: e2e, user: operator, namespace: $OPERATOR_NS } }]
-current-context: operator
-EOF
-  )
-  local -a env
-  mapfile -t env < <(k get "$deployment" --namespace "$OPERATOR_NS" \
-    -o jsonpath='{range .spec.template.spec.containers[0].env[?(@.value)]}{.name}={.value}{"\n"}{end}')
-  ((${#env[@]})) || die "no environment in $deployment"
-  log "operator: $bin/commlab-operator run, as ServiceAccount $OPERATOR_NS/$account, env: ${env[*]}"
-  # Its own /metrics port: the chart's 0.0.0.0:8080 may be taken here.
-  env "${env[@]}" COMMLAB_LISTEN=127.0.0.1:0 KUBECONFIG="$operator_kubeconfig" NO_COLOR=1 \
-    "$bin/commlab-operator" run >"$OUT/operator.log" 2>&1 &
-  operator_pid=$!
-  cleanups+=("stop_process $operator_pid operator")
-  # Cleanup runs in reverse: the player stops, then the experiments are
-  # deleted while the operator can still remove its finalizers.
   cleanups+=(delete_experiments)
-
-  log "player: $bin/play-runners --namespace $EXPERIMENT_NS (log: $OUT/player.log)"
-  "$bin/play-runners" --namespace "$EXPERIMENT_NS" --commlab "$bin/commlab" --kubeconfig "$admin" \
-    >"$OUT/player.log" 2>&1 &
-  player_pid=$!
-  cleanups+=("stop_process $player_pid player")
+  cleanups+=(dump_on_failure)
 
   apply_manifest
-
   local status=0
   wait_completed || status=$?
-  # The player's verdict on the runs it played counts too.
-  if ((status == 0)); then
-    stop_process "$player_pid" player || status=$?
-  fi
-  grep '^player:' "$OUT/player.log" >&2 || true
-  if ((status != 0)); then
-    log "operator log (tail):"
-    tail -n 30 "$OUT/operator.log" >&2 || true
-    log "player log (tail):"
-    tail -n 30 "$OUT/player.log" >&2 || true
+  if [[ "$manifest" == "$(readlink -f e2e/manifests/real-faults.yaml)" ]]; then
+    ((status != 0)) || assert_fault_effects || status=$?
+  else
+    log "no fault effects asserted for $manifest (only for e2e/manifests/real-faults.yaml)"
   fi
   report "$status"
 }
 
-# Fails when the operator or the player has exited, or a play failed (its
-# Job would only fail at its deadline, minutes later).
-helpers_alive_local() {
-  local pid name pid_name
-  for pid_name in "$operator_pid:operator" "$player_pid:player"; do
-    pid="${pid_name%%:*}" name="${pid_name#*:}"
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "the $name exited early (log: $OUT/$name.log)"
-      return 1
-    fi
-  done
-  if grep -q '^player: FAILED' "$OUT/player.log"; then
-    log "the player failed to play a runner Job"
-    return 1
+# place_pods_on_the_real_node: the kwok nodes take no new pods and the real
+# node's taint is lifted for this run (both undone afterwards), so that the
+# operator, its children and the runners run in containers.
+place_pods_on_the_real_node() {
+  local fake
+  fake="$(k get nodes --selector=type=kwok -o name)"
+  if [[ -n "$fake" ]]; then
+    # shellcheck disable=SC2086 # one node name per word
+    k cordon $fake >&2
+    cleanups+=("k uncordon $(tr '\n' ' ' <<<"$fake") >&2")
   fi
+  k taint node "$NODE_NAME" "$NODE_TAINT-" >&2
+  cleanups+=("k taint node $NODE_NAME $NODE_TAINT=true:NoSchedule --overwrite >&2")
 }
 
-# SIGTERM to a process this script started, SIGKILL after 60 s; its status.
-stop_process() {
-  local pid=$1 name=$2 waited=0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid"; return; }
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && ((waited < 60)); do
-    sleep 1
-    waited=$((waited + 1))
+# dump_on_failure: what a failed run needs to be understood, in $OUT.
+dump_on_failure() {
+  ((exit_status != 0)) || return 0
+  log "dumping pods, events and logs to $OUT"
+  k get pods,jobs,statefulsets,deployments -A -o wide >"$OUT/objects.txt" 2>&1 || true
+  k get events -A --sort-by=.lastTimestamp >"$OUT/events.txt" 2>&1 || true
+  k logs --namespace "$OPERATOR_NS" "deployment/$RELEASE-operator" >"$OUT/operator.log" 2>&1 || true
+  local pod
+  for pod in $(k get pods --namespace "$EXPERIMENT_NS" -o name 2>/dev/null); do
+    k logs --namespace "$EXPERIMENT_NS" "$pod" --all-containers >"$OUT/${pod#pod/}.log" 2>&1 || true
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "the $name did not stop within 60 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid"
+  tail -n 40 "$OUT/operator.log" >&2 || true
+}
+
+# assert_fault_effects: what the faults must have done, read from the
+# CommunicationPatterns' status (e2e/assert_faults.py says what and why).
+assert_fault_effects() {
+  k get cpat --namespace "$EXPERIMENT_NS" -o json | python3 e2e/assert_faults.py
 }
 
 case "$target" in
   kind) run_kind ;;
-  local)
-    operator_pid="" player_pid=""
-    helpers_alive() { helpers_alive_local; }
-    run_local
-    ;;
+  local) run_local ;;
   *) usage ;;
 esac

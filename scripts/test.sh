@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the Debian packages,
 # builds (once, cached in ~/.cache/commlab) and starts the local Kubernetes
-# control plane, runs the lints, the generated-file checks, every test and
-# the end-to-end run of e2e/run.sh local, then stops the control plane.
+# cluster (control plane, kwok's fake nodes, a real node), runs the lints,
+# the generated-file checks, every test and the end-to-end run of
+# e2e/run.sh local with real pods and the real Chaos Mesh, then stops the
+# cluster and reverts what its node changed on the host. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +21,11 @@ scripts/install-deps.sh
 
 step "lint: rustfmt, shellcheck"
 cargo fmt --all --check
-shellcheck scripts/*.sh e2e/*.sh e2e/cluster/*.sh bench/*.sh .ci/run
+shellcheck scripts/*.sh e2e/*.sh e2e/cluster/*.sh e2e/images/*.sh e2e/chaos-mesh/*.sh e2e/chaos-mesh/nsexec bench/*.sh .ci/run
 
-step "build the local control plane (cached)"
+step "build the local cluster and Chaos Mesh (cached)"
 e2e/cluster/build.sh
+e2e/chaos-mesh/build.sh
 # The kubectl and helm built with the control plane, for the tests that run them.
 COMMLAB_KUBECTL="$(e2e/cluster/build.sh --print-bin kubectl)"
 COMMLAB_HELM="$(e2e/cluster/build.sh --print-bin helm)"
@@ -50,10 +53,11 @@ export COMMLAB_BIN
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 summary="$(grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')"
 
-step "e2e: e2e/run.sh local (examples/compare-all.yaml)"
-# The chart installed on the control plane above, the operator running with
-# the chart's RBAC, the six patterns compared one after another with their
-# runner Jobs played by local processes, until the comparison is Completed.
+step "e2e: e2e/run.sh local (e2e/manifests/real-faults.yaml)"
+# On the real node of the cluster above: the images built here, the real
+# Chaos Mesh controller and daemon, the chart's operator in its pod, five
+# patterns compared one after another by their runner Jobs' pods, until the
+# comparison is Completed and every fault had the effect it must have.
 e2e/run.sh local
 
 step "done"

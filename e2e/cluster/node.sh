@@ -36,7 +36,11 @@ node_host_prepare() {
   host_mount_cgroup hugetlb
   # Paths the kubelet, containerd and the CNI plugins use whatever they are told.
   local dir
-  for dir in /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/netns; do host_dir "$dir"; done
+  # containerd 1.6's shims put their sockets in /run/containerd/s whatever
+  # its config says.
+  for dir in /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/netns /run/containerd; do
+    host_dir "$dir"
+  done
   host_netns_baseline
   # Chains the kubelet, kube-proxy and portmap create, and the pods' cgroups.
   journal iptables
