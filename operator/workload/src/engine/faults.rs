@@ -63,6 +63,12 @@ pub(crate) async fn drive_fault(
             source: Box::new(source),
         }
     };
+    let warn = |message: String| {
+        observer.event(Event::Warning {
+            pattern: Some(pattern),
+            message: format!("fault `{}` {message}", fault.name),
+        })
+    };
     let inject_at = clock.origin + clock.measured_from + fault.at.as_std();
     tokio::time::sleep_until(inject_at).await;
     let active = backend.inject(&fault).await.map_err(failed("inject"))?;
@@ -70,14 +76,18 @@ pub(crate) async fn drive_fault(
         Injection::InForce { since } => *since,
         Injection::NotApplied { reason } => {
             let reason = reason.clone();
-            observer.event(Event::Warning {
-                pattern: Some(pattern),
-                message: format!(
-                    "fault `{}` was not applied, so its window is not judged: {reason}",
-                    fault.name
-                ),
-            });
-            backend.recover(active).await.map_err(failed("recover"))?;
+            warn(format!(
+                "was not applied, so its window is not judged: {reason}"
+            ));
+            // Part of it may have taken effect (one pod of several), which
+            // would spill into the windows after it.
+            if let Recovery::Unconfirmed { reason } =
+                backend.recover(active).await.map_err(failed("recover"))?
+            {
+                warn(format!(
+                    "was not applied, and undoing what part of it took effect is not confirmed: {reason}"
+                ));
+            }
             return Ok(FaultOutcome::NotApplied { reason });
         }
     };
@@ -100,13 +110,7 @@ pub(crate) async fn drive_fault(
             Ok(clock.offset(at))
         }
         Recovery::Unconfirmed { reason } => {
-            observer.event(Event::Warning {
-                pattern: Some(pattern),
-                message: format!(
-                    "fault `{}` was recovered but that is not confirmed: {reason}",
-                    fault.name
-                ),
-            });
+            warn(format!("was recovered but that is not confirmed: {reason}"));
             Err(reason)
         }
     };
@@ -168,15 +172,118 @@ pub(crate) fn judge_faults(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
     use commlab_api::{
         Duration as SpecDuration, FaultKind, Target, Workload, results::ClaimVerdict,
     };
+    use commlab_chaos::{ActiveFault, ChaosError, FaultHandle};
 
     use super::*;
     use crate::{
         measure::{CheckoutRecord, Outcome, RecordingInput},
         report::{PatternReport, PatternRun, claim_ids},
     };
+
+    /// A backend whose faults never take: each comes back not applied, and
+    /// undoing it is not confirmed either. Remembers when it was asked to.
+    #[derive(Default)]
+    struct NothingTakes {
+        recovered_at: Mutex<Vec<Instant>>,
+    }
+
+    #[async_trait]
+    impl FaultBackend for NothingTakes {
+        fn name(&self) -> &'static str {
+            "nothing-takes"
+        }
+
+        async fn inject(&self, fault: &Fault) -> Result<ActiveFault, ChaosError> {
+            Ok(ActiveFault {
+                name: fault.name.clone(),
+                kind: fault.fault,
+                target: fault.target,
+                handle: FaultHandle::Local(0),
+                injection: Injection::NotApplied {
+                    reason: "Specified qdisc kind is unknown".into(),
+                },
+            })
+        }
+
+        async fn recover(&self, _: ActiveFault) -> Result<Recovery, ChaosError> {
+            self.recovered_at.lock().unwrap().push(Instant::now());
+            Ok(Recovery::Unconfirmed {
+                reason: "chaos-daemon unavailable".into(),
+            })
+        }
+
+        async fn cleanup(&self) -> Result<(), ChaosError> {
+            Ok(())
+        }
+    }
+
+    /// Keeps every event.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<Event>>);
+
+    impl Observer for Heard {
+        fn event(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_not_applied_is_undone_at_once_and_said_so() {
+        let backend = Arc::new(NothingTakes::default());
+        let heard = Arc::new(Heard::default());
+        let clock = Clock {
+            origin: Instant::now(),
+            measured_from: S(1),
+        };
+        let mut delay = outage("slow-catalog", Target::Catalog, 2);
+        delay.fault = FaultKind::Delay;
+        let outcome = drive_fault(
+            backend.clone(),
+            delay,
+            clock,
+            Pattern::DirectApiCall,
+            heard.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            FaultOutcome::NotApplied {
+                reason: "Specified qdisc kind is unknown".into()
+            }
+        );
+        // At its start (1 s + 2 s), not at the end of its window.
+        assert_eq!(*backend.recovered_at.lock().unwrap(), [clock.origin + S(3)]);
+        let heard = heard.0.lock().unwrap();
+        let warnings: Vec<&str> = heard
+            .iter()
+            .filter_map(|event| match event {
+                Event::Warning { message, .. } => Some(message.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "fault `slow-catalog` was not applied, so its window is not judged: \
+                 Specified qdisc kind is unknown",
+                "fault `slow-catalog` was not applied, and undoing what part of it took effect \
+                 is not confirmed: chaos-daemon unavailable",
+            ]
+        );
+        assert!(
+            !heard
+                .iter()
+                .any(|event| matches!(event, Event::FaultInjected { .. })),
+            "never reported injected"
+        );
+    }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
