@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stops what e2e/chaos-mesh/up.sh started (only that: by recorded pid, checked
-# to still run the recorded executable), deletes the chaos-daemon
-# EndpointSlice it created while the API server answers, removes the nsexec
-# shim if up.sh installed it and it is still ours, and removes
+# to still run the recorded executable), deletes the admission webhook
+# configurations and the chaos-daemon EndpointSlice it created while the API
+# server answers, removes the nsexec shim if up.sh installed it and it is
+# still ours, and removes
 # $COMMLAB_CLUSTER_DIR/chaos-mesh. Idempotent, and safe after a crash: what
 # is already gone is skipped. Leaves the CRDs, the chaos-mesh namespace and
 # the logs in $COMMLAB_CLUSTER_DIR/logs/.
@@ -28,6 +29,28 @@ source "$CHAOS_MESH_SCRIPT_DIR/lib.sh"
 if [[ ! -d "$CM_STATE_DIR" ]] && ! any_recorded; then
   log "no chaos-mesh recorded in $COMMLAB_CLUSTER_DIR"
   exit 0
+fi
+
+# kube ARGS...: kubectl against the recorded cluster, when both are there.
+kube() {
+  local kubeconfig kubectl
+  kubeconfig="$(cat "$CM_STATE_DIR/kubeconfig-path" 2>/dev/null)" || return 1
+  kubectl="${COMMLAB_KUBECTL:-$(component_bin kubectl 2>/dev/null || true)}"
+  [[ -x "$kubectl" ]] || kubectl="$(command -v kubectl || true)"
+  [[ -x "$kubectl" && -f "$kubeconfig" ]] || return 1
+  "$kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s "$@"
+}
+
+# The webhook configurations first, while the controller still answers:
+# left behind, they would refuse every create and update of a chaos-mesh.org
+# object (removing a finalizer included) until up.sh runs again.
+if [[ -f "$CM_STATE_DIR/webhooks-installed" ]]; then
+  if kube delete mutatingwebhookconfiguration "${CM_WEBHOOK_CONFIGS[0]}" --ignore-not-found >/dev/null 2>&1 &&
+    kube delete validatingwebhookconfiguration "${CM_WEBHOOK_CONFIGS[1]}" "${CM_WEBHOOK_CONFIGS[2]}" --ignore-not-found >/dev/null 2>&1; then
+    log "deleted the admission webhook configurations ${CM_WEBHOOK_CONFIGS[*]}"
+  else
+    log "could not delete the admission webhook configurations (cluster gone?); skipped"
+  fi
 fi
 
 # gone_within TENTHS NAME: NAME's recorded process ends within TENTHS/10 s.
@@ -63,14 +86,9 @@ log "stopped: ${stopped[*]:-nothing was running}"
 
 # The EndpointSlice that pointed the controller at the daemon (best effort:
 # the cluster may be gone already).
-if [[ -f "$CM_STATE_DIR/endpointslice-node" && -f "$CM_STATE_DIR/kubeconfig-path" ]]; then
+if [[ -f "$CM_STATE_DIR/endpointslice-node" ]]; then
   node="$(cat "$CM_STATE_DIR/endpointslice-node")"
-  kubeconfig="$(cat "$CM_STATE_DIR/kubeconfig-path")"
-  KUBECTL="${COMMLAB_KUBECTL:-$(component_bin kubectl 2>/dev/null || true)}"
-  [[ -x "$KUBECTL" ]] || KUBECTL="$(command -v kubectl || true)"
-  if [[ -x "$KUBECTL" && -f "$kubeconfig" ]] &&
-    "$KUBECTL" --kubeconfig "$kubeconfig" --request-timeout=5s -n "$CM_NAMESPACE" \
-      delete endpointslice "chaos-daemon-$node" --ignore-not-found --wait=false >/dev/null 2>&1; then
+  if kube -n "$CM_NAMESPACE" delete endpointslice "chaos-daemon-$node" --ignore-not-found --wait=false >/dev/null 2>&1; then
     log "deleted EndpointSlice $CM_NAMESPACE/chaos-daemon-$node"
   else
     log "could not delete EndpointSlice $CM_NAMESPACE/chaos-daemon-$node (cluster gone?); skipped"

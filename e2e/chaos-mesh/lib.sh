@@ -37,6 +37,16 @@ CM_NAMESPACE="chaos-mesh"
 CM_DAEMON_GRPC_PORT=31767
 # Processes up.sh starts, in start order (down.sh stops them in reverse).
 CM_PROCESSES=(chaos-controller-manager chaos-daemon)
+# The kinds whose admission webhooks up.sh registers: upstream's Helm value
+# webhook.CRDS (helm/chaos-mesh/values.yaml), the kinds the controller serves
+# /mutate-... and /validate-... for.
+# shellcheck disable=SC2034
+CM_WEBHOOK_KINDS=(podchaos iochaos timechaos networkchaos kernelchaos stresschaos awschaos azurechaos
+  gcpchaos dnschaos jvmchaos schedule workflow httpchaos blockchaos physicalmachinechaos
+  physicalmachine statuscheck remotecluster)
+# The webhook configurations up.sh creates: mutation, validation, validate-auth.
+# shellcheck disable=SC2034
+CM_WEBHOOK_CONFIGS=(chaos-mesh-mutation chaos-mesh-validation chaos-mesh-validate-auth)
 # chaos-daemon runs its helper from this hard-coded path.
 CM_NSEXEC=/usr/local/bin/nsexec
 

@@ -23,6 +23,8 @@
 #   COMMLAB_NODE_NAME                    the node's name (default: this host's name)
 #   COMMLAB_KUBECTL                      kubectl to use (default: e2e/cluster's, else PATH)
 #   COMMLAB_START_TIMEOUT                seconds per wait (default 60)
+#   COMMLAB_CHAOS_MESH_WEBHOOKS          1 (default): register the controller's admission webhooks
+#                                        (defaults and validation, as a Helm install does); 0: none
 #   COMMLAB_KEEP_FAILED=1                keep what started when up.sh fails
 set -euo pipefail
 
@@ -40,6 +42,8 @@ lock chaos-mesh
 START_TIMEOUT="${COMMLAB_START_TIMEOUT:-60}"
 PAUSE_IMAGE="${COMMLAB_PAUSE_IMAGE:-localhost/commlab/pause:3.10}"
 TARGET_NAMESPACE="${COMMLAB_CHAOS_TARGET_NAMESPACE:-}"
+WEBHOOKS="${COMMLAB_CHAOS_MESH_WEBHOOKS:-1}"
+[[ "$WEBHOOKS" == 0 || "$WEBHOOKS" == 1 ]] || die "COMMLAB_CHAOS_MESH_WEBHOOKS must be 0 or 1"
 DAEMON_SOCKET="${COMMLAB_CHAOS_DAEMON_RUNTIME_SOCKET:-}"
 DAEMON_RUNTIME="${COMMLAB_CHAOS_DAEMON_RUNTIME:-containerd}"
 NODE_IP="${COMMLAB_NODE_IP:-}"
@@ -63,7 +67,8 @@ if [[ -n "$DAEMON_SOCKET" ]]; then
     *) die "COMMLAB_CHAOS_DAEMON_RUNTIME=$DAEMON_RUNTIME: chaos-daemon knows containerd, docker and crio" ;;
   esac
   [[ -n "$NODE_IP" ]] || die "COMMLAB_NODE_IP is required with COMMLAB_CHAOS_DAEMON_RUNTIME_SOCKET"
-  ip -o addr show | grep -qF " $NODE_IP/" || die "COMMLAB_NODE_IP=$NODE_IP is not an address of this machine"
+  # grep reads everything (no -q): ip would die of SIGPIPE, failing the pipe.
+  ip -o addr show | grep -F " $NODE_IP/" >/dev/null || die "COMMLAB_NODE_IP=$NODE_IP is not an address of this machine"
   # The API server refuses loopback addresses in an EndpointSlice.
   [[ "$NODE_IP" != 127.* ]] || die "COMMLAB_NODE_IP=$NODE_IP: an EndpointSlice may not hold a loopback address"
   for tool in nsenter unshare ip ipset iptables tc; do
@@ -73,7 +78,7 @@ fi
 
 # What this run asks for, to compare with what runs.
 wanted="$(printf '%s\n' "kubeconfig=$kubeconfig" "bin=$CHAOS_MESH_DIR" "pause=$PAUSE_IMAGE" \
-  "target=$TARGET_NAMESPACE" "daemon=$DAEMON_RUNTIME:$DAEMON_SOCKET" "node=$NODE_NAME/$NODE_IP")"
+  "target=$TARGET_NAMESPACE" "webhooks=$WEBHOOKS" "daemon=$DAEMON_RUNTIME:$DAEMON_SOCKET" "node=$NODE_NAME/$NODE_IP")"
 
 # answers URL [CURL ARGS...]: URL answers 2xx.
 answers() { curl -sf --max-time 2 -o /dev/null "$@"; }
@@ -86,6 +91,8 @@ already_up() {
   [[ -n "$(recorded_pid chaos-controller-manager)" ]] && answers "http://127.0.0.1:$METRICS_PORT/metrics" || return 1
   if [[ -n "$DAEMON_SOCKET" ]]; then
     [[ -n "$(recorded_pid chaos-daemon)" ]] && answers "http://127.0.0.1:$DAEMON_HTTP_PORT/metrics" || return 1
+    # The daemon fails every fault without its helper (seen removed once).
+    nsexec_is_ours || return 1
   fi
 }
 
@@ -245,7 +252,7 @@ start chaos-controller-manager "$CHAOS_MESH_DIR/chaos-controller-manager" \
   ENABLE_LEADER_ELECTION=false \
   "${scope[@]}" \
   ENABLED_CONTROLLERS='*' \
-  ENABLED_WEBHOOKS= \
+  ENABLED_WEBHOOKS="$([[ "$WEBHOOKS" == 1 ]] && echo '*')" \
   CERTS_DIR="$certs" \
   WEBHOOK_HOST=127.0.0.1 WEBHOOK_PORT="$WEBHOOK_PORT" \
   METRICS_HOST=127.0.0.1 METRICS_PORT="$METRICS_PORT" \
@@ -272,6 +279,65 @@ wait_until "$START_TIMEOUT" "chaos-controller-manager to start its controllers" 
   alive_and chaos-controller-manager controller_ready
 controller_ms=$((($(date +%s%N) - controller_start_ns) / 1000000))
 log "chaos-controller-manager ready in ${controller_ms}ms ($(elapsed))"
+
+# --- admission webhooks: what a Helm install registers (upstream's
+# helm/chaos-mesh/templates/*-admission-webhooks.yaml), pointed at the
+# controller's loopback port. Without them nothing defaults a spec (a
+# selector without namespaces, a delay without correlation) or validates
+# it, and nothing checks the requester may touch the target namespaces. ---
+if [[ "$WEBHOOKS" == 1 ]]; then
+  ca_bundle="$(base64 -w0 "$certs/ca.crt")"
+  # webhook PREFIX KIND PLURAL PATH OPERATIONS: one entry of a webhook configuration.
+  webhook() {
+    cat <<EOF
+  - name: $1$2.kb.io
+    clientConfig: {url: "https://127.0.0.1:$WEBHOOK_PORT$4", caBundle: "$ca_bundle"}
+    failurePolicy: Fail
+    timeoutSeconds: 5
+    sideEffects: None
+    admissionReviewVersions: [v1, v1beta1]
+    rules:
+      - {apiGroups: [chaos-mesh.org], apiVersions: [v1alpha1], operations: [$5], resources: ["$3"]}
+EOF
+  }
+  # Defaults on CREATE only (Helm: CREATE and UPDATE). The api module is
+  # newer than the CRDs: its NetworkChaos default partitionBehavior: drop is
+  # not in the CRD's schema, so the API server prunes it; defaulted again on
+  # each of the controller's updates, it made the spec differ from the stored
+  # one, and the validating webhook refused every update ("Cannot update
+  # chaos spec"). Nothing but a spec change needs defaults on UPDATE, and the
+  # validating webhook refuses spec changes anyway.
+  # Chaos kinds' plurals are their names; the others take an s.
+  plural() { if [[ "$1" == *chaos ]]; then echo "$1"; else echo "$1s"; fi; }
+  {
+    printf 'apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n'
+    printf 'metadata: {name: %s}\nwebhooks:\n' "${CM_WEBHOOK_CONFIGS[0]}"
+    for kind in "${CM_WEBHOOK_KINDS[@]}"; do
+      webhook m "$kind" "$(plural "$kind")" "/mutate-chaos-mesh-org-v1alpha1-$kind" CREATE
+    done
+    printf -- '---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n'
+    printf 'metadata: {name: %s}\nwebhooks:\n' "${CM_WEBHOOK_CONFIGS[1]}"
+    for kind in "${CM_WEBHOOK_KINDS[@]}"; do
+      webhook v "$kind" "$(plural "$kind")" "/validate-chaos-mesh-org-v1alpha1-$kind" "CREATE, UPDATE"
+    done
+    printf -- '---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n'
+    printf 'metadata: {name: %s}\nwebhooks:\n' "${CM_WEBHOOK_CONFIGS[2]}"
+    webhook v auth '*' /validate-auth "CREATE, UPDATE"
+  } | kube apply --server-side --force-conflicts --field-manager=commlab-e2e -f - >/dev/null
+  touch "$CM_STATE_DIR/webhooks-installed"
+  # In force once a server-side dry run of a PodChaos without namespaces
+  # comes back with the object's namespace defaulted into its selector.
+  defaulted() {
+    kube create --dry-run=server -o jsonpath='{.spec.selector.namespaces[0]}' -f - <<EOF | grep -qx "$CM_NAMESPACE"
+apiVersion: chaos-mesh.org/v1alpha1
+kind: PodChaos
+metadata: {name: commlab-e2e-webhook-probe, namespace: $CM_NAMESPACE}
+spec: {action: pod-kill, mode: all, selector: {labelSelectors: {commlab.dev/none: none}}}
+EOF
+  }
+  wait_until "$START_TIMEOUT" "the admission webhooks to default a PodChaos" alive_and chaos-controller-manager defaulted
+  log "admission webhooks registered for ${#CM_WEBHOOK_KINDS[@]} kinds, and validate-auth ($(elapsed))"
+fi
 
 # --- chaos-daemon (only for a real node) ---
 if [[ -n "$DAEMON_SOCKET" ]]; then
