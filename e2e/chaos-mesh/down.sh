@@ -95,10 +95,15 @@ if [[ -f "$CM_STATE_DIR/endpointslice-node" ]]; then
   fi
 fi
 
-# The nsexec shim: only if this up.sh installed it and it is still ours.
+# The nsexec shim: only if this up.sh installed it, it is still ours, and no
+# other chaos-daemon (another cluster's, on another port) still needs it.
 if [[ -f "$CM_STATE_DIR/nsexec-installed" ]] && nsexec_is_ours; then
-  rm -f "$CM_NSEXEC"
-  log "removed the nsexec shim $CM_NSEXEC"
+  if chaos_daemon_running; then
+    log "left the nsexec shim $CM_NSEXEC: another chaos-daemon runs"
+  else
+    rm -f "$CM_NSEXEC"
+    log "removed the nsexec shim $CM_NSEXEC"
+  fi
 fi
 
 case "$CM_STATE_DIR" in

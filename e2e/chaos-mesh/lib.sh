@@ -32,9 +32,10 @@ CM_ENV_FILE="$CM_STATE_DIR/chaos-mesh.env"
 # the chaos-daemon EndpointSlices.
 # shellcheck disable=SC2034
 CM_NAMESPACE="chaos-mesh"
-# chaos-daemon's gRPC port, the same on every node (CHAOS_DAEMON_SERVICE_PORT).
+# chaos-daemon's gRPC port, the same on every node (CHAOS_DAEMON_SERVICE_PORT);
+# Chaos Mesh's default, 31767, unless COMMLAB_CHAOS_DAEMON_GRPC_PORT says.
 # shellcheck disable=SC2034
-CM_DAEMON_GRPC_PORT=31767
+CM_DAEMON_GRPC_PORT="${COMMLAB_CHAOS_DAEMON_GRPC_PORT:-31767}"
 # Processes up.sh starts, in start order (down.sh stops them in reverse).
 CM_PROCESSES=(chaos-controller-manager chaos-daemon)
 # The kinds whose admission webhooks up.sh registers: upstream's Helm value
@@ -53,6 +54,18 @@ CM_NSEXEC=/usr/local/bin/nsexec
 # nsexec_is_ours: $CM_NSEXEC is commlab's shim (e2e/chaos-mesh/nsexec).
 nsexec_is_ours() {
   [[ -f "$CM_NSEXEC" ]] && sed -n 2p "$CM_NSEXEC" | grep -q '^# commlab-nsexec-shim:'
+}
+
+# chaos_daemon_running: some chaos-daemon built by build.sh runs on this
+# machine (read from /proc; nothing is signalled).
+chaos_daemon_running() {
+  local exe bin="$CHAOS_MESH_DIR/chaos-daemon"
+  for exe in /proc/[0-9]*/exe; do
+    case "$(readlink "$exe" 2>/dev/null)" in
+      "$bin" | "$bin (deleted)") return 0 ;;
+    esac
+  done
+  return 1
 }
 
 # any_recorded: a process up.sh started still runs.

@@ -19,6 +19,7 @@
 #   COMMLAB_CHAOS_TARGET_NAMESPACE       act in this namespace only (default: every namespace)
 #   COMMLAB_CHAOS_DAEMON_RUNTIME_SOCKET  containerd's socket: start chaos-daemon too
 #   COMMLAB_CHAOS_DAEMON_RUNTIME         the daemon's --runtime (default containerd; docker, crio)
+#   COMMLAB_CHAOS_DAEMON_GRPC_PORT       the daemon's gRPC port (default 31767, Chaos Mesh's)
 #   COMMLAB_NODE_IP                      the node's address (required with the daemon)
 #   COMMLAB_NODE_NAME                    the node's name (default: this host's name)
 #   COMMLAB_KUBECTL                      kubectl to use (default: e2e/cluster's, else PATH)
@@ -78,7 +79,7 @@ fi
 
 # What this run asks for, to compare with what runs.
 wanted="$(printf '%s\n' "kubeconfig=$kubeconfig" "bin=$CHAOS_MESH_DIR" "pause=$PAUSE_IMAGE" \
-  "target=$TARGET_NAMESPACE" "webhooks=$WEBHOOKS" "daemon=$DAEMON_RUNTIME:$DAEMON_SOCKET" "node=$NODE_NAME/$NODE_IP")"
+  "target=$TARGET_NAMESPACE" "webhooks=$WEBHOOKS" "daemon=$DAEMON_RUNTIME:$DAEMON_SOCKET:$CM_DAEMON_GRPC_PORT" "node=$NODE_NAME/$NODE_IP")"
 
 # answers URL [CURL ARGS...]: URL answers 2xx.
 answers() { curl -sf --max-time 2 -o /dev/null "$@"; }
@@ -341,17 +342,22 @@ fi
 
 # --- chaos-daemon (only for a real node) ---
 if [[ -n "$DAEMON_SOCKET" ]]; then
+  # The gRPC port is the same for every node of a cluster: one daemon per
+  # machine on a port, unless clusters pick different ones.
+  if ! python3 -c 'import socket, sys; socket.socket().bind(("0.0.0.0", int(sys.argv[1])))' "$CM_DAEMON_GRPC_PORT" 2>/dev/null; then
+    die "port $CM_DAEMON_GRPC_PORT (chaos-daemon gRPC) is in use: another chaos-daemon runs here? (COMMLAB_CHAOS_DAEMON_GRPC_PORT)"
+  fi
   # The daemon runs ipset, iptables, ip and tc in a pod's namespaces through
-  # /usr/local/bin/nsexec (a hard-coded path): install the shim there when
-  # nothing is there or what is there is ours.
-  if [[ ! -e "$CM_NSEXEC" ]] || nsexec_is_ours; then
+  # /usr/local/bin/nsexec (a hard-coded path): install the shim when nothing
+  # is there (and only then own it: down.sh removes it), refresh it when it
+  # is ours, refuse anything else.
+  if [[ ! -e "$CM_NSEXEC" ]]; then
     install -m 0755 "$CHAOS_MESH_SCRIPT_DIR/nsexec" "$CM_NSEXEC"
     touch "$CM_STATE_DIR/nsexec-installed"
+  elif nsexec_is_ours; then
+    cmp -s "$CHAOS_MESH_SCRIPT_DIR/nsexec" "$CM_NSEXEC" || install -m 0755 "$CHAOS_MESH_SCRIPT_DIR/nsexec" "$CM_NSEXEC"
   else
     die "$CM_NSEXEC exists and is not commlab's shim; not replacing it"
-  fi
-  if ! python3 -c 'import socket, sys; socket.socket().bind(("0.0.0.0", int(sys.argv[1])))' "$CM_DAEMON_GRPC_PORT" 2>/dev/null; then
-    die "port $CM_DAEMON_GRPC_PORT (chaos-daemon gRPC) is in use"
   fi
   daemon_start_ns=$(date +%s%N)
   # chaos-daemon binds 0.0.0.0 (no flag for the address) and at start
