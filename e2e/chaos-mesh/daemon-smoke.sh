@@ -33,7 +33,7 @@ kube() { "$KUBECTL" --kubeconfig "$kubeconfig" "$@"; }
 for tool in unshare nsenter ip python3; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-python3 -c 'import socket, sys; socket.socket().bind(("0.0.0.0", int(sys.argv[1])))' "$CM_DAEMON_GRPC_PORT" 2>/dev/null ||
+port_free 0.0.0.0 "$CM_DAEMON_GRPC_PORT" ||
   die "port $CM_DAEMON_GRPC_PORT is in use (another chaos-daemon?); set COMMLAB_CHAOS_DAEMON_GRPC_PORT to a free one"
 node_ip="${COMMLAB_NODE_IP:-$(ip -o -4 addr show scope global | awk '{sub("/.*", "", $4); print $4; exit}')}"
 [[ -n "$node_ip" ]] || die "no global IPv4 address here; set COMMLAB_NODE_IP"

@@ -153,17 +153,7 @@ EOF
 
 # --- ports: free on loopback (the daemon's HTTP port: on every address,
 # where chaos-daemon binds it) ---
-read -r METRICS_PORT WEBHOOK_PORT DAEMON_HTTP_PORT < <(
-  python3 - <<'PY'
-import socket
-socks = []
-for host in ("127.0.0.1", "127.0.0.1", "0.0.0.0"):
-    s = socket.socket()
-    s.bind((host, 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+read -r METRICS_PORT WEBHOOK_PORT DAEMON_HTTP_PORT < <(free_ports 127.0.0.1 127.0.0.1 0.0.0.0)
 
 # --- certificates (ECDSA P-256: milliseconds to make) ---
 # One CA signs the webhook server's certificate (the webhook server always
@@ -211,42 +201,13 @@ POD_FAILURE_PAUSE_IMAGE=$PAUSE_IMAGE
 EOF
 log "ports: controller metrics $METRICS_PORT, webhook $WEBHOOK_PORT${DAEMON_SOCKET:+, daemon gRPC $CM_DAEMON_GRPC_PORT, daemon HTTP $DAEMON_HTTP_PORT}"
 
-# start NAME BINARY COMMAND...: run COMMAND (which ends by exec'ing BINARY) in
-# its own session, logging to $LOG_DIR/NAME.log, and record "pid BINARY" in
-# $PID_DIR/NAME.pid; return once that pid runs BINARY.
-start() {
-  local name="$1" bin="$2" pid
-  shift 2
-  # Close fd 3 (our stderr) and fd 9 (the lock) in the child.
-  setsid "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 9>&- &
-  pid=$!
-  echo "$pid $bin" >"$PID_DIR/$name.pid"
-  for _ in $(seq 1 100); do
-    [[ -z "$(recorded_pid "$name")" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-  done
-  die "$name did not start; see $LOG_DIR/$name.log"
-}
-
-# alive_and NAME CMD...: NAME's recorded process runs and CMD succeeds; exits
-# 3 when the process is gone (wait_until then gives up at once).
-alive_and() {
-  local name="$1"
-  shift
-  if [[ -z "$(recorded_pid "$name")" ]]; then
-    log "$name exited; see $LOG_DIR/$name.log" 2>&3
-    return 3
-  fi
-  "$@"
-}
 
 # --- chaos-controller-manager: configured by environment only (pkg/config);
 # a clean environment, so nothing of the caller's leaks into its settings ---
 scope=(CLUSTER_SCOPED=true TARGET_NAMESPACE=)
 [[ -z "$TARGET_NAMESPACE" ]] || scope=(CLUSTER_SCOPED=false "TARGET_NAMESPACE=$TARGET_NAMESPACE")
 controller_start_ns=$(date +%s%N)
-start chaos-controller-manager "$CHAOS_MESH_DIR/chaos-controller-manager" \
+start_recorded chaos-controller-manager "$CHAOS_MESH_DIR/chaos-controller-manager" \
   env -i PATH="$PATH" HOME="$HOME" \
   KUBECONFIG="$kubeconfig" \
   NAMESPACE="$CM_NAMESPACE" \
@@ -344,7 +305,7 @@ fi
 if [[ -n "$DAEMON_SOCKET" ]]; then
   # The gRPC port is the same for every node of a cluster: one daemon per
   # machine on a port, unless clusters pick different ones.
-  if ! python3 -c 'import socket, sys; socket.socket().bind(("0.0.0.0", int(sys.argv[1])))' "$CM_DAEMON_GRPC_PORT" 2>/dev/null; then
+  if ! port_free 0.0.0.0 "$CM_DAEMON_GRPC_PORT"; then
     die "port $CM_DAEMON_GRPC_PORT (chaos-daemon gRPC) is in use: another chaos-daemon runs here? (COMMLAB_CHAOS_DAEMON_GRPC_PORT)"
   fi
   # The daemon runs ipset, iptables, ip and tc in a pod's namespaces through
@@ -363,7 +324,7 @@ if [[ -n "$DAEMON_SOCKET" ]]; then
   # chaos-daemon binds 0.0.0.0 (no flag for the address) and at start
   # remounts /sys: give it a mount namespace of its own (receiving the host's
   # later mounts), so that remount does not touch the host's /sys.
-  start chaos-daemon "$CHAOS_MESH_DIR/chaos-daemon" \
+  start_recorded chaos-daemon "$CHAOS_MESH_DIR/chaos-daemon" \
     env -i PATH="$PATH" HOME="$HOME" \
     unshare --mount --propagation slave \
     "$CHAOS_MESH_DIR/chaos-daemon" \

@@ -146,6 +146,64 @@ recorded_pid() {
   fi
 }
 
+# start_recorded NAME EXECUTABLE COMMAND...: run COMMAND (EXECUTABLE itself,
+# or a wrapper that ends by exec'ing it) in its own session, logging to
+# $LOG_DIR/NAME.log, and record "pid EXECUTABLE" in $PID_DIR/NAME.pid.
+# Returns once that pid runs EXECUTABLE (until the exec, $! is still a copy
+# of this shell).
+start_recorded() {
+  local name="$1" bin="$2" pid
+  shift 2
+  # Close fd 3 (the caller's stderr) and fd 9 (the lock) in the child: a
+  # daemon holding them would keep pipes open and the lock taken.
+  setsid "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 9>&- &
+  pid=$!
+  echo "$pid $bin" >"$PID_DIR/$name.pid"
+  for _ in $(seq 1 100); do
+    [[ -z "$(recorded_pid "$name")" ]] || return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  die "$name did not start; see $LOG_DIR/$name.log"
+}
+
+# alive_and NAME CMD...: NAME's recorded process runs and CMD succeeds;
+# exits 3 when the process is gone, so that wait_until gives up at once
+# (its message goes to fd 3, the caller's stderr).
+alive_and() {
+  local name="$1"
+  shift
+  if [[ -z "$(recorded_pid "$name")" ]]; then
+    log "$name exited; see $LOG_DIR/$name.log" 2>&3
+    return 3
+  fi
+  "$@"
+}
+
+# free_ports HOST...: one free TCP port on each HOST, all distinct (every
+# socket is held until all are picked), on one line.
+free_ports() {
+  python3 - "$@" <<'PY'
+import socket, sys
+socks = []
+for host in sys.argv[1:]:
+    s = socket.socket()
+    s.bind((host, 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# port_free HOST PORT: nothing listens on HOST:PORT. SO_REUSEADDR, as Go's
+# listeners set it: connections of a server that just stopped, still in
+# TIME_WAIT, do not keep the next one from listening there.
+port_free() {
+  python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))' "$1" "$2" 2>/dev/null
+}
+
 # wait_until SECONDS WHAT CMD...: run CMD every 0.2 s until it succeeds;
 # fail after SECONDS, or at once when CMD exits with 3 (it can never succeed).
 wait_until() {

@@ -159,7 +159,7 @@ EOF
 EOF
   start containerd --config "$CONTAINERD_DIR/config.toml" --log-level warn
   wait_until "$START_TIMEOUT" "containerd's socket" \
-    healthy_cmd containerd ctr --address "$CONTAINERD_SOCK" version
+    alive_and containerd ctr --address "$CONTAINERD_SOCK" version
 }
 
 # node_import_pause: the sandbox image must be there before the first pod.

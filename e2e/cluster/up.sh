@@ -103,17 +103,9 @@ log "host prepared: bridge $NODE_BRIDGE $NODE_IP, blackhole routes for $SERVICE_
 # loopback is free on the node's address too: nothing else listens there) ---
 PORT_NAMES=(ETCD_CLIENT_PORT ETCD_PEER_PORT APISERVER_PORT CONTROLLER_MANAGER_PORT SCHEDULER_PORT KWOK_PORT
   KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT COREDNS_HEALTH_PORT COREDNS_READY_PORT)
-read -r "${PORT_NAMES[@]}" < <(
-  python3 - "${#PORT_NAMES[@]}" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+port_hosts=()
+for _ in "${PORT_NAMES[@]}"; do port_hosts+=(127.0.0.1); done
+read -r "${PORT_NAMES[@]}" < <(free_ports "${port_hosts[@]}")
 for name in "${PORT_NAMES[@]}"; do echo "$name=${!name}"; done >"$PORTS_FILE"
 log "ports: etcd $ETCD_CLIENT_PORT (peer $ETCD_PEER_PORT), kube-apiserver $APISERVER_PORT, kube-controller-manager $CONTROLLER_MANAGER_PORT, kube-scheduler $SCHEDULER_PORT, kwok $KWOK_PORT, kubelet $KUBELET_PORT"
 # Pods reach the API server through the kubernetes Service, which points at
@@ -192,25 +184,12 @@ done
 node_pki
 log "pki ready ($(elapsed))"
 
-# start NAME ARGS...: start a component in its own session, logging to
-# $LOG_DIR/NAME.log, and record "pid executable" in $PID_DIR/NAME.pid.
-# Returns once the pid runs the component's binary (until the exec, $! is
-# still a copy of this shell).
+# start NAME ARGS...: start a component with ARGS (lib.sh's start_recorded).
 start() {
-  local name="$1" bin pid
+  local name="$1" bin
   shift
   bin="$(process_bin "$name")"
-  # Close fd 3 (our stderr) and fd 9 (the lock) in the child: a daemon holding
-  # them would keep pipes open and the lock taken.
-  setsid "$bin" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 9>&- &
-  pid=$!
-  echo "$pid $bin" >"$PID_DIR/$name.pid"
-  for _ in $(seq 1 100); do
-    [[ -z "$(recorded_pid "$name")" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-  done
-  die "$name did not start; see $LOG_DIR/$name.log"
+  start_recorded "$name" "$bin" "$bin" "$@"
 }
 
 # healthy NAME URL [CURL ARGS...]: the process is alive and URL answers 2xx;
@@ -218,22 +197,7 @@ start() {
 healthy() {
   local name="$1" url="$2"
   shift 2
-  if [[ -z "$(recorded_pid "$name")" ]]; then
-    log "$name exited; see $LOG_DIR/$name.log" 2>&3
-    return 3
-  fi
-  curl -sf --max-time 2 "$@" "$url"
-}
-
-# healthy_cmd NAME CMD...: the process is alive and CMD succeeds.
-healthy_cmd() {
-  local name="$1"
-  shift
-  if [[ -z "$(recorded_pid "$name")" ]]; then
-    log "$name exited; see $LOG_DIR/$name.log" 2>&3
-    return 3
-  fi
-  "$@"
+  alive_and "$name" curl -sf --max-time 2 "$@" "$url"
 }
 
 # --- etcd ---
